@@ -1,0 +1,29 @@
+import numpy as np
+import pytest
+
+from genrec_model.metrics import hit_ranks, recall_ndcg_at_k
+from genrec_model.splits import split_sequence
+
+
+def test_hit_ranks_and_metrics_exact():
+    ranked = np.array([[5, 3, 9], [1, 2, 3], [7, -1, -1]])
+    target = np.array([3, 4, 7])
+    assert hit_ranks(ranked, target).tolist() == [2, 0, 1]
+    m = recall_ndcg_at_k(ranked, target, ks=(1, 3))
+    assert m["recall@1"] == pytest.approx(1 / 3)
+    assert m["recall@3"] == pytest.approx(2 / 3)
+    assert m["ndcg@3"] == pytest.approx((1 / np.log2(3) + 1.0) / 3)
+
+
+def test_hit_ranks_rejects_bad_shapes():
+    with pytest.raises(ValueError):
+        hit_ranks(np.zeros((2, 3)), np.zeros(3))
+
+
+def test_leave_one_out_split():
+    train, valid, test = split_sequence(np.array([10, 11, 12, 13, 14]), max_len=2)
+    assert train.tolist() == [10, 11, 12]
+    assert valid.history.tolist() == [11, 12] and valid.target == 13
+    assert test.history.tolist() == [12, 13] and test.target == 14
+    train, valid, test = split_sequence(np.array([1, 2]), max_len=20)
+    assert valid is None and test.target == 2 and test.history.tolist() == [1]
