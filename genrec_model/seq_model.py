@@ -1,0 +1,165 @@
+"""Decoder-only transformer over SID tokens, GPT-2 architecture (nanoGPT style).
+
+Learned token + position embeddings, pre-LayerNorm blocks, GELU (tanh) MLP, final LayerNorm, LM head
+tied to the token embedding. `hf_compat.to_hf_gpt2` loads these weights into
+`transformers.GPT2LMHeadModel` with identical logits.
+
+KV cache is explicit: `past_k`/`past_v` are tensors (n_layer, B, n_head, P, head_dim) so the same
+forward exports to ONNX (prefill and step graphs, docs/CONTRACTS.md).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class SeqModelConfig:
+    vocab_size: int
+    n_layer: int = 4
+    n_head: int = 4
+    d_model: int = 128
+    d_ff: int = 512
+    dropout: float = 0.1
+    max_positions: int = 128
+    tie_weights: bool = True
+    layer_norm_eps: float = 1e-5
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_head
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: SeqModelConfig):
+        super().__init__()
+        assert cfg.d_model % cfg.n_head == 0
+        self.n_head = cfg.n_head
+        self.head_dim = cfg.head_dim
+        self.c_attn = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.c_proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.attn_dropout = cfg.dropout
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,  # (B, T, D)
+        bias: torch.Tensor | None,  # (B, 1, T, P+T) additive mask, None = plain causal, no cache
+        past_k: torch.Tensor | None,  # (B, H, P, hd)
+        past_v: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        B, T, D = x.shape
+        q, k, v = self.c_attn(x).split(D, dim=2)
+        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
+        k = k.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        v = v.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        if past_k is not None:
+            k = torch.cat([past_k, k], dim=2)  # (B, H, P+T, hd)
+            v = torch.cat([past_v, v], dim=2)
+        drop = self.attn_dropout if self.training else 0.0
+        if bias is None:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
+        else:
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_dim)) + bias  # (B, H, T, P+T)
+            att = F.dropout(torch.softmax(att, dim=-1), p=drop, training=self.training)
+            y = att @ v  # (B, H, T, hd)
+        y = y.transpose(1, 2).contiguous().view(B, T, D)
+        return self.resid_dropout(self.c_proj(y)), k, v
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: SeqModelConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(cfg.d_model, cfg.d_ff)
+        self.c_proj = nn.Linear(cfg.d_ff, cfg.d_model)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: SeqModelConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, bias, past_k, past_v):
+        a, k, v = self.attn(self.ln_1(x), bias, past_k, past_v)
+        x = x + a
+        x = x + self.mlp(self.ln_2(x))
+        return x, k, v
+
+
+class SeqModel(nn.Module):
+    def __init__(self, cfg: SeqModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.wpe = nn.Embedding(cfg.max_positions, cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.h = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
+        self.ln_f = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        if cfg.tie_weights:
+            self.lm_head.weight = self.wte.weight
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2 scaled init of residual projections
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+
+    def hidden(
+        self,
+        input_ids: torch.Tensor,  # (B, T)
+        attention_mask: torch.Tensor | None = None,  # (B, P+T), 1 = real token
+        position_ids: torch.Tensor | None = None,  # (B, T)
+        past_k: torch.Tensor | None = None,  # (n_layer, B, H, P, hd)
+        past_v: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Final hidden states (B, T, D) and present_k/present_v (n_layer, B, H, P+T, hd)."""
+        B, T = input_ids.shape
+        P = 0 if past_k is None else past_k.shape[3]
+        if position_ids is None:
+            position_ids = torch.arange(P, P + T, device=input_ids.device).unsqueeze(0).expand(B, T)
+        x = self.drop(self.wte(input_ids) + self.wpe(position_ids))  # (B, T, D)
+        bias = None
+        if attention_mask is not None or past_k is not None:
+            if attention_mask is None:
+                attention_mask = torch.ones(B, P + T, dtype=torch.long, device=input_ids.device)
+            q_pos = torch.arange(T, device=input_ids.device).unsqueeze(1) + P  # (T, 1)
+            k_pos = torch.arange(P + T, device=input_ids.device).unsqueeze(0)  # (1, P+T)
+            allowed = (k_pos <= q_pos).unsqueeze(0) & attention_mask.bool().unsqueeze(1)  # (B, T, P+T)
+            neg = torch.finfo(x.dtype).min
+            bias = torch.where(allowed, 0.0, neg).to(x.dtype).unsqueeze(1)  # (B, 1, T, P+T)
+        ks, vs = [], []
+        for i, block in enumerate(self.h):
+            x, k, v = block(x, bias, None if past_k is None else past_k[i], None if past_v is None else past_v[i])
+            ks.append(k)
+            vs.append(v)
+        return self.ln_f(x), torch.stack(ks), torch.stack(vs)
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, past_k=None, past_v=None):
+        """Logits (B, T, V) and present_k/present_v (n_layer, B, H, P+T, hd)."""
+        h, k, v = self.hidden(input_ids, attention_mask, position_ids, past_k, past_v)
+        return self.lm_head(h), k, v
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
