@@ -1,0 +1,50 @@
+"""StepModel (docs/CONTRACTS.md) backed by a PyTorch SeqModel: numpy in, numpy out.
+
+Used by tests and training-time validation; production decoding runs the ONNX graphs with the same
+protocol (prefill -> step ... with a KV cache, reorder to gather beams).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from genrec_model.seq_model import SeqModel
+
+
+@dataclass(frozen=True)
+class StepState:
+    past_k: torch.Tensor  # (n_layer, N, H, P, hd)
+    past_v: torch.Tensor
+    attention_mask: torch.Tensor  # (N, P) int64
+    next_position: torch.Tensor  # (N,) int64, position id of the next token
+
+
+class TorchStepModel:
+    def __init__(self, model: SeqModel, device: str | torch.device = "cpu"):
+        self.model = model.eval()
+        self.device = torch.device(device)
+        self.vocab_size = model.cfg.vocab_size
+
+    def _t(self, a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(a), dtype=torch.long, device=self.device)
+
+    @torch.no_grad()
+    def prefill(self, input_ids: np.ndarray, attention_mask: np.ndarray, position_ids: np.ndarray):
+        ids, mask, pos = self._t(input_ids), self._t(attention_mask), self._t(position_ids)
+        logits, k, v = self.model(ids, attention_mask=mask, position_ids=pos)
+        state = StepState(k, v, mask, pos[:, -1] + 1)
+        return logits[:, -1].float().cpu().numpy(), state
+
+    @torch.no_grad()
+    def step(self, tokens: np.ndarray, state: StepState):
+        ids = self._t(tokens).reshape(-1, 1)  # (N, 1)
+        mask = torch.cat([state.attention_mask, torch.ones_like(ids)], dim=1)  # (N, P+1)
+        pos = state.next_position.unsqueeze(1)  # (N, 1)
+        logits, k, v = self.model(ids, attention_mask=mask, position_ids=pos, past_k=state.past_k, past_v=state.past_v)
+        return logits[:, -1].float().cpu().numpy(), StepState(k, v, mask, state.next_position + 1)
+
+    def reorder(self, state: StepState, rows: np.ndarray) -> StepState:
+        r = self._t(rows)
+        return StepState(state.past_k[:, r], state.past_v[:, r], state.attention_mask[r], state.next_position[r])

@@ -1,0 +1,231 @@
+"""Training loop for SeqModel: AdamW, warmup + cosine/linear decay, per-epoch validation, early stop.
+
+The loop knows nothing about SIDs or beam search: it takes an `epoch_data(epoch)` callable returning
+the token sequences of one epoch and a `validate(model)` callable returning metrics (e.g. Recall@10
+from constrained beam search, or the teacher-forced NLL of `teacher_forced_metrics`).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from genrec_model.seq_model import SeqModel
+from genrec_model.train_data import TokenSequences, collate, history_tokens
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup_steps: int = 200
+    decay: str = "cosine"  # "cosine" | "linear" | "none"
+    min_lr_ratio: float = 0.05
+    batch_size: int = 256
+    epochs: int = 30
+    max_minutes: float = 60.0  # wall-clock budget for training (validation included)
+    patience: int = 4  # epochs without improvement of `monitor` before stopping
+    monitor: str = "recall@10"
+    monitor_mode: str = "max"  # "max" | "min"
+    label_smoothing: float = 0.0
+    grad_clip: float = 1.0
+    seed: int = 0
+    threads: int = 1
+    bucket_batches: int = 50  # sort this many batches' worth of sequences by length (less padding)
+    progress: bool = True
+    device: str = "auto"  # "auto" = cuda when available, else cpu
+
+
+@dataclass
+class TrainResult:
+    best_metrics: dict = field(default_factory=dict)
+    best_epoch: int = -1
+    history: list[dict] = field(default_factory=list)
+    minutes: float = 0.0
+    stopped: str = ""
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.decay == "none":
+        return cfg.lr
+    frac = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
+    shape = 0.5 * (1 + math.cos(math.pi * frac)) if cfg.decay == "cosine" else 1.0 - frac
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * shape)
+
+
+def make_optimizer(model: SeqModel, cfg: TrainConfig) -> torch.optim.AdamW:
+    """Weight decay on matrices only (not on biases, LayerNorm, position embeddings)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (decay if p.dim() >= 2 and "wpe" not in name else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+
+
+def batches(data: TokenSequences, batch_size: int, bucket: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Shuffled index batches; within chunks of `bucket` batches, sequences are sorted by length."""
+    order = rng.permutation(len(data))
+    lengths = np.fromiter((len(t) for t in data.tokens), dtype=np.int64, count=len(data))
+    out = []
+    chunk = batch_size * max(1, bucket)
+    for s in range(0, len(order), chunk):
+        part = order[s:s + chunk]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        out.extend(part[i:i + batch_size] for i in range(0, len(part), batch_size))
+    rng.shuffle(out)
+    return out
+
+
+def sequence_loss(model: SeqModel, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    """Weighted next-token cross entropy; the LM head runs only on positions with weight > 0."""
+    h, _, _ = model.hidden(x)  # (B, T, D), plain causal attention (right padding never seen)
+    sel = w > 0
+    logits = model.lm_head(h[sel])  # (M, V)
+    ce = F.cross_entropy(logits, y[sel], reduction="none", label_smoothing=label_smoothing)
+    ws = w[sel]
+    return (ce * ws).sum() / ws.sum()
+
+
+@torch.no_grad()
+def teacher_forced_metrics(
+    model: SeqModel, histories: list[np.ndarray], targets: np.ndarray, item_tokens: np.ndarray, batch_size: int = 512
+) -> dict:
+    """Mean NLL of the target item's SID tokens given the history, and the exact-SID greedy accuracy."""
+    model.eval()
+    device = next(model.parameters()).device
+    L = item_tokens.shape[1]
+    nll, hit = 0.0, 0
+    for s in range(0, len(histories), batch_size):
+        seqs = [np.concatenate([history_tokens(h, item_tokens), item_tokens[t]]) for h, t in
+                zip(histories[s:s + batch_size], targets[s:s + batch_size])]
+        w = [np.r_[np.zeros(len(q) - L), np.ones(L)].astype(np.float32) for q in seqs]
+        x, y, wt = (torch.as_tensor(a, device=device) for a in collate(seqs, w))
+        logits, _, _ = model(x)
+        sel = wt > 0
+        lp = torch.log_softmax(logits[sel].float(), dim=-1)  # (B*L, V)
+        tgt = y[sel]
+        nll += float(-lp.gather(1, tgt[:, None]).sum())
+        hit += int((lp.argmax(-1) == tgt).view(-1, L).all(1).sum())
+    n = max(len(histories), 1)
+    return {"val_nll": nll / n, "val_sid_acc": hit / n}
+
+
+def _save_curves(history: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in history[0] if k not in ("epoch", "minutes")]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
+    for ax, k in zip(axes[0], keys):
+        ax.plot([h["epoch"] for h in history], [h[k] for h in history], marker="o")
+        ax.set_title(k)
+        ax.set_xlabel("epoch")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def train(
+    model: SeqModel,
+    epoch_data: Callable[[int], TokenSequences],
+    validate: Callable[[SeqModel], dict],
+    cfg: TrainConfig,
+    out_dir: str | None = None,
+) -> TrainResult:
+    """Train in place; on return `model` holds the best (by `cfg.monitor`) weights."""
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    rng = np.random.default_rng(cfg.seed)
+    device = pick_device(cfg.device)
+    model.to(device)
+    opt = make_optimizer(model, cfg)
+    t0 = time.time()
+    result = TrainResult()
+    best_state, best_val, bad = None, None, 0
+    data = epoch_data(0)
+    steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    step = 0
+    for epoch in range(cfg.epochs):
+        if epoch > 0:
+            data = epoch_data(epoch)
+        model.train()
+        batch_list = batches(data, cfg.batch_size, cfg.bucket_batches, rng)
+        it = batch_list
+        if cfg.progress:
+            from tqdm import tqdm
+
+            it = tqdm(batch_list, desc=f"epoch {epoch}", leave=False, mininterval=2.0)
+        loss_sum, n_tok, te = 0.0, 0, time.time()
+        timed_out = False
+        for idx in it:
+            x, y, w = (torch.as_tensor(a, device=device) for a in collate([data.tokens[i] for i in idx],
+                                                                          [data.weights[i] for i in idx]))
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, total, cfg)
+            loss = sequence_loss(model, x, y, w, cfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            step += 1
+            loss_sum += float(loss.detach()) * x.shape[0]
+            n_tok += int((x != 0).sum())
+            if cfg.progress:
+                it.set_postfix(loss=f"{float(loss):.3f}", tok_s=f"{n_tok / (time.time() - te):.0f}")
+            if (time.time() - t0) / 60 > cfg.max_minutes:
+                timed_out = True
+                break
+        metrics = validate(model)
+        row = {"epoch": epoch, "train_loss": loss_sum / max(1, len(data)), **metrics,
+               "minutes": (time.time() - t0) / 60}
+        result.history.append(row)
+        if cfg.progress:
+            print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+        val = metrics[cfg.monitor]
+        better = best_val is None or (val > best_val if cfg.monitor_mode == "max" else val < best_val)
+        if better:
+            best_val, bad = val, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            result.best_metrics, result.best_epoch = dict(metrics), epoch
+            if out_dir:
+                os.makedirs(out_dir, exist_ok=True)
+                torch.save({"model_config": model.cfg.to_dict(), "state_dict": best_state,
+                            "train_config": asdict(cfg), "epoch": epoch, "metrics": metrics},
+                           os.path.join(out_dir, "best.pt"))
+        else:
+            bad += 1
+        if timed_out or (time.time() - t0) / 60 > cfg.max_minutes:
+            result.stopped = "time budget"
+            break
+        if bad >= cfg.patience:
+            result.stopped = "early stop"
+            break
+    result.stopped = result.stopped or "epochs"
+    result.minutes = (time.time() - t0) / 60
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    if out_dir and result.history:
+        _save_curves(result.history, os.path.join(out_dir, "curves.png"))
+        with open(os.path.join(out_dir, "history.json"), "w") as f:
+            json.dump(result.history, f, indent=1)
+    return result
