@@ -1,0 +1,234 @@
+"""Beam search over Semantic-ID levels: a plain numpy reference and a Numba fast path.
+
+Per user: encode the history once (prefill), then for each level d = 0..L-1 score every allowed code
+of that level for every live beam (beam score + log-softmax of the level), keep the best `beam_width`
+candidates, reorder the model state by parent beam and feed the chosen tokens. After L levels the
+beams are full SIDs = items; the best `top_k` are returned with their summed log-probabilities.
+
+Tie rule (both paths): candidates are ranked by score descending, then by flat index
+`parent_beam * level_size + code` ascending. Beams with score -inf (or NaN) are dead: they return
+item -1, and for the model they repeat beam 0 (parent and code) so every row stays a valid prefix.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, Sequence
+
+import numba
+import numpy as np
+
+from genrec_model.constraints import Constraint
+from genrec_model.trie import SidTrie
+
+
+class StepModel(Protocol):
+    def prefill(self, input_ids: np.ndarray, attention_mask: np.ndarray, position_ids: np.ndarray) -> tuple[np.ndarray, Any]:
+        """(B, T) left-padded histories -> logits (B, V) for the next position, state."""
+        ...
+
+    def step(self, tokens: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
+        """tokens (N,) appended to each row -> logits (N, V), state."""
+        ...
+
+    def reorder(self, state: Any, rows: np.ndarray) -> Any:
+        """Gather state rows (N',) (also expands B users to B * beam)."""
+        ...
+
+
+@dataclass(frozen=True)
+class BeamSearchConfig:
+    beam_width: int = 20
+    top_k: int = 10
+    # "level": log-softmax over the level's code range; "vocab": over the whole vocabulary
+    # (what transformers' generate does before prefix_allowed_tokens_fn masks).
+    normalize: Literal["level", "vocab"] = "level"
+    users_per_call: int = 256  # users per prefill/step call in `decode`
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.top_k <= self.beam_width:
+            raise ValueError(f"need 1 <= top_k <= beam_width, got {self.top_k}, {self.beam_width}")
+        if self.normalize not in ("level", "vocab"):
+            raise ValueError(f"normalize must be 'level' or 'vocab', got {self.normalize!r}")
+
+
+def level_starts_from_vocab(level_sizes: Sequence[int], n_special: int) -> tuple[int, ...]:
+    """First token id of each level (token id = n_special + offset[level] + code)."""
+    return tuple(int(x) for x in n_special + np.concatenate([[0], np.cumsum(level_sizes)[:-1]]))
+
+
+def level_logsumexp(logits: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """(N, V) -> (N,) float64 log-sum-exp of logits[:, lo:hi] (shared by both paths, so ties match)."""
+    x = logits[:, lo:hi].astype(np.float64)
+    m = x.max(axis=1)
+    m = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(divide="ignore"):
+        return m + np.log(np.exp(x - m[:, None]).sum(axis=1))
+
+
+def _norm_range(cfg: BeamSearchConfig, lo: int, size: int, vocab_size: int) -> tuple[int, int]:
+    return (lo, lo + size) if cfg.normalize == "level" else (0, vocab_size)
+
+
+def _topk_items(items: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """First k entries per row with item >= 0 and finite score, order kept, padded with -1 / -inf."""
+    valid = (items >= 0) & (scores > -np.inf)
+    rank = np.cumsum(valid, axis=1) - 1
+    out_i = np.full((items.shape[0], k), -1, dtype=np.int64)
+    out_s = np.full((items.shape[0], k), -np.inf, dtype=np.float64)
+    r, c = np.nonzero(valid & (rank < k))
+    out_i[r, rank[r, c]] = items[r, c]
+    out_s[r, rank[r, c]] = scores[r, c]
+    return out_i, out_s
+
+
+def beam_search_reference(
+    model: StepModel,
+    constraint: Constraint,
+    trie: SidTrie,
+    level_starts: Sequence[int],
+    input_ids: np.ndarray,
+    attention_mask: np.ndarray,
+    position_ids: np.ndarray,
+    cfg: BeamSearchConfig = BeamSearchConfig(),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Source of truth. Returns (B, top_k) item indices (-1 if none) and float64 scores, best first.
+
+    `trie` only maps finished code tuples to items (tuples that are not items are dropped, which
+    matters for `NoConstraint`); the constraint decides what may be decoded.
+    """
+    n_users, width, n_levels = input_ids.shape[0], cfg.beam_width, trie.n_levels
+    logits, state = model.prefill(input_ids, attention_mask, position_ids)
+    scores = np.zeros((n_users, 1))  # (B, R) beam scores, R = 1 before the first level
+    prefixes = np.zeros((n_users, 1, 0), dtype=np.int64)  # (B, R, d)
+    for d in range(n_levels):
+        n_rows, size, lo = scores.shape[1], trie.level_sizes[d], level_starts[d]
+        lse = level_logsumexp(logits, *_norm_range(cfg, lo, size, logits.shape[1]))
+        logp = logits[:, lo : lo + size].astype(np.float64) - lse[:, None]  # (B*R, S)
+        masked = constraint(prefixes.reshape(n_users * n_rows, d), logp)
+        cand = (scores.reshape(-1, 1) + masked).reshape(n_users, n_rows * size)  # (B, R*S)
+        cand[~(scores > -np.inf).repeat(size, axis=1)] = -np.inf
+        order = np.argsort(-cand, axis=1, kind="stable")[:, :width]  # (B, W') W' = min(W, R*S)
+        top = np.take_along_axis(cand, order, axis=1)
+        alive = top > -np.inf
+        parent = np.where(alive, order // size, (order // size)[:, :1])
+        code = np.where(alive, order % size, (order % size)[:, :1])
+        prefixes = np.concatenate([np.take_along_axis(prefixes, parent[:, :, None], axis=1), code[:, :, None]], axis=2)
+        scores = np.where(alive, top, -np.inf)
+        if d < n_levels - 1:
+            state = model.reorder(state, (np.arange(n_users)[:, None] * n_rows + parent).ravel())
+            logits, state = model.step((code + lo).ravel(), state)
+    items = trie.lookup(prefixes.reshape(-1, n_levels)).reshape(n_users, -1)
+    return _topk_items(items, scores, cfg.top_k)
+
+
+@numba.njit(cache=True)
+def topk_children(logits, lo, lse, scores, nodes, n_rows, width, indptr, child_code):
+    """Best `width` children per user over its `n_rows` beam rows, never building a (rows, vocab) mask.
+
+    logits (B*R, V) float32/64; lse, scores (B*R,) float64; nodes (B*R,) int64 (-1 = dead).
+    Returns parent (B, W) local beam index, code, child node and score; -1 / -1 / -1 / -inf where dead.
+    Candidates are visited in ascending flat index, so a later equal score never overtakes.
+    """
+    n_users = nodes.shape[0] // n_rows
+    parent = np.full((n_users, width), -1, dtype=np.int64)
+    code = np.full((n_users, width), -1, dtype=np.int64)
+    child = np.full((n_users, width), -1, dtype=np.int64)
+    best = np.full((n_users, width), -np.inf)
+    for b in range(n_users):
+        count = 0
+        for r in range(n_rows):
+            row = b * n_rows + r
+            node = nodes[row]
+            base = scores[row]
+            if node < 0 or not (base > -np.inf):
+                continue
+            norm = lse[row]
+            for j in range(indptr[node], indptr[node + 1]):
+                c = child_code[j]
+                s = base + (np.float64(logits[row, lo + c]) - norm)
+                if not (s > -np.inf):
+                    continue
+                if count == width and not (s > best[b, width - 1]):
+                    continue
+                pos = count if count < width else width - 1
+                while pos > 0 and best[b, pos - 1] < s:
+                    if pos < width:
+                        best[b, pos] = best[b, pos - 1]
+                        parent[b, pos] = parent[b, pos - 1]
+                        code[b, pos] = code[b, pos - 1]
+                        child[b, pos] = child[b, pos - 1]
+                    pos -= 1
+                best[b, pos] = s
+                parent[b, pos] = r
+                code[b, pos] = c
+                child[b, pos] = j
+                if count < width:
+                    count += 1
+    return parent, code, child, best
+
+
+def beam_search_fast(
+    model: StepModel,
+    trie: SidTrie,
+    level_starts: Sequence[int],
+    input_ids: np.ndarray,
+    attention_mask: np.ndarray,
+    position_ids: np.ndarray,
+    cfg: BeamSearchConfig = BeamSearchConfig(),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Trie-constrained beam search with the Numba kernel; same output as the reference + TrieConstraint."""
+    n_users, width, n_levels = input_ids.shape[0], cfg.beam_width, trie.n_levels
+    logits, state = model.prefill(input_ids, attention_mask, position_ids)
+    scores = np.zeros(n_users)  # (B*R,)
+    nodes = np.zeros(n_users, dtype=np.int64)
+    n_rows = 1
+    for d in range(n_levels):
+        size, lo = trie.level_sizes[d], level_starts[d]
+        lse = level_logsumexp(logits, *_norm_range(cfg, lo, size, logits.shape[1]))
+        parent, code, child, best = topk_children(
+            logits, lo, lse, scores, nodes, n_rows, width, trie.indptr[d], trie.child_code[d]
+        )
+        alive = parent >= 0
+        parent = np.where(alive, parent, np.maximum(parent[:, :1], 0))
+        code = np.where(alive, code, np.maximum(code[:, :1], 0))
+        scores, nodes = best.ravel(), child.ravel()
+        if d < n_levels - 1:
+            state = model.reorder(state, (np.arange(n_users)[:, None] * n_rows + parent).ravel())
+            logits, state = model.step((code + lo).ravel(), state)
+        n_rows = width
+    items = np.where(nodes >= 0, trie.leaf_item[np.maximum(nodes, 0)], -1).reshape(n_users, width)
+    return _topk_items(items, scores.reshape(n_users, width), cfg.top_k)
+
+
+def left_pad(histories: Sequence[np.ndarray], pad_id: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Token sequences -> left-padded input_ids, attention_mask, position_ids (B, T) int64."""
+    if not histories or min(len(h) for h in histories) == 0:
+        raise ValueError("need at least one history and no empty history")
+    t = max(len(h) for h in histories)
+    ids = np.full((len(histories), t), pad_id, dtype=np.int64)
+    mask = np.zeros((len(histories), t), dtype=np.int64)
+    for i, h in enumerate(histories):
+        ids[i, t - len(h) :] = h
+        mask[i, t - len(h) :] = 1
+    pos = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
+    return ids, mask, pos
+
+
+def decode(
+    model: StepModel,
+    trie: SidTrie,
+    level_starts: Sequence[int],
+    histories: Sequence[np.ndarray],
+    cfg: BeamSearchConfig = BeamSearchConfig(),
+    pad_id: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fast-path decode of many users, `cfg.users_per_call` per model call: (U, top_k) items, scores."""
+    items, scores = [], []
+    for s in range(0, len(histories), cfg.users_per_call):
+        batch = left_pad(histories[s : s + cfg.users_per_call], pad_id)
+        i, sc = beam_search_fast(model, trie, level_starts, *batch, cfg)
+        items.append(i)
+        scores.append(sc)
+    if not items:
+        return np.zeros((0, cfg.top_k), dtype=np.int64), np.zeros((0, cfg.top_k))
+    return np.concatenate(items), np.concatenate(scores)
