@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+
+from genrec_model.serving import (
+    ServingConfig,
+    adaptive_weights,
+    category_coverage,
+    intra_list_diversity,
+    log_popularity_prior,
+    needs_fallback,
+    recommend,
+    recommendations_frame,
+)
+
+LN = np.log
+# catalog of 6 items; popularity counts -> popular order 5, 0, 3, 1, 2, 4 (ties by index)
+POP = np.array([5, 3, 1, 4, 0, 9])
+CATS = np.array([0, 0, 1, 1, 2, 0])
+
+
+def test_popularity_prior_exact():
+    lp = log_popularity_prior(np.array([1, 0, 3]), alpha=1.0)
+    np.testing.assert_allclose(np.exp(lp), [2 / 7, 1 / 7, 4 / 7])
+
+
+def test_filter_seen_truncate_and_fill():
+    items = np.array([[2, 1, 3, -1], [4, 0, 1, 2]])
+    scores = LN(np.array([[0.5, 0.3, 0.1, 1.0], [0.4, 0.3, 0.2, 0.1]]))
+    hist = [np.array([1, 5]), np.array([0])]
+    recs = recommend(items, scores, hist, POP, ServingConfig(top_k=3))
+    # user 0: 1 is seen -> [2, 3], then popular unseen not already listed: 0
+    assert recs.items.tolist() == [[2, 3, 0], [4, 1, 2]]
+    assert recs.from_model.tolist() == [[True, True, False], [True, True, True]]
+    np.testing.assert_allclose(recs.scores[0, :2], LN([0.5, 0.1]))
+    np.testing.assert_allclose(recs.scores[0, 2], log_popularity_prior(POP)[0])
+    assert recs.fallback.tolist() == [False, False]
+    recs = recommend(items, scores, hist, POP, ServingConfig(top_k=3, filter_seen=False, fill_with_popular=False))
+    assert recs.items.tolist() == [[2, 1, 3], [4, 0, 1]]
+
+
+def test_fallback_users_get_popularity_flagged():
+    items = np.array([[2, 1], [3, 4], [1, 2]])
+    scores = np.zeros((3, 2))
+    hist = [np.array([], dtype=np.int64), np.array([-1, -1]), np.array([3])]
+    assert needs_fallback(hist).tolist() == [True, True, False]
+    recs = recommend(items, scores, hist, POP, ServingConfig(top_k=2, fill_with_popular=False))
+    assert recs.items.tolist() == [[5, 0], [5, 0], [1, 2]]
+    assert recs.fallback.tolist() == [True, True, False]
+    assert not recs.from_model[:2].any()
+    df = recommendations_frame(["u0", "u1", "u2"], np.array(["a", "b", "c", "d", "e", "f"]), recs)
+    assert df["item_id"].tolist() == ["f", "a", "f", "a", "b", "c"]
+    assert df["rank"].tolist() == [1, 2, 1, 2, 1, 2]
+    assert df["fallback"].tolist() == [True] * 4 + [False] * 2
+
+
+def test_popularity_fusion_reranks():
+    items = np.array([[4, 5]])  # item 4: p=.6, count 0; item 5: p=.4, count 9
+    scores = LN(np.array([[0.6, 0.4]]))
+    lp = log_popularity_prior(POP)
+    recs = recommend(items, scores, [np.array([0])], POP, ServingConfig(top_k=2, fusion_weight=0.5))
+    assert recs.items.tolist() == [[5, 4]]
+    np.testing.assert_allclose(recs.scores, [[0.5 * LN(0.4) + 0.5 * lp[5], 0.5 * LN(0.6) + 0.5 * lp[4]]])
+    recs = recommend(items, scores, [np.array([0])], POP, ServingConfig(top_k=2, fusion_weight=0.1))
+    assert recs.items.tolist() == [[4, 5]]
+
+
+def test_category_prior_greedy():
+    # candidates 0 (cat 0, .5), 1 (cat 0, .3), 2 (cat 1, .2); penalty .5
+    items = np.array([[0, 1, 2]])
+    scores = LN(np.array([[0.5, 0.3, 0.2]]))
+    cfg = ServingConfig(top_k=3, fusion_weight=0.5, prior="category", category_penalty=0.5, filter_seen=False)
+    recs = recommend(items, scores, [np.array([4])], POP, cfg, categories=CATS)
+    # after placing 0: item 1 scores .5*ln.3 + .5*ln.5 = ln(.3*.5)/2 < item 2 .5*ln.2 -> 2 before 1
+    assert recs.items.tolist() == [[0, 2, 1]]
+    np.testing.assert_allclose(recs.scores, scores[:, [0, 2, 1]])
+    with pytest.raises(ValueError):
+        recommend(items, scores, [np.array([4])], POP, cfg)
+
+
+def test_adaptive_weights_exact():
+    logp = np.array([[LN(0.5), LN(0.5)], [0.0, LN(1e-300)], [LN(0.7), -np.inf]])
+    w = adaptive_weights(logp, 0.4)
+    np.testing.assert_allclose(w, [0.4, 0.0, 0.0], atol=1e-12)
+
+
+def test_diversity_and_coverage():
+    ranked = np.array([[0, 1, 2], [3, 4, -1]])
+    # list 0 cats 0,0,1: pairs differ 2/3; list 1 cats 1,2: 1
+    assert intra_list_diversity(ranked, categories=CATS) == pytest.approx((2 / 3 + 1) / 2)
+    assert category_coverage(ranked, CATS) == pytest.approx((2 / 3 + 1) / 2)
+    emb = np.array([[1.0, 0], [1, 0], [0, 1], [1, 0], [0, 2], [1, 1]])
+    assert intra_list_diversity(ranked, embeddings=emb) == pytest.approx((2 / 3 + 1) / 2)
+    with pytest.raises(ValueError):
+        intra_list_diversity(ranked)
