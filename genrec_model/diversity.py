@@ -1,0 +1,82 @@
+"""Beyond-accuracy measures of recommendation lists.
+
+All functions take ranked lists (U, K) of item indices padded with -1 where a list is
+short; -1 slots are ignored everywhere.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def catalog_coverage(ranked: np.ndarray, n_items: int) -> float:
+    """Share of the catalog that appears in at least one user's list."""
+    ranked = np.asarray(ranked)
+    if n_items <= 0:
+        raise ValueError("n_items must be positive")
+    return float(len(np.unique(ranked[ranked >= 0])) / n_items)
+
+
+def _list_categories(ranked: np.ndarray, categories: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ranked = np.asarray(ranked)
+    if ranked.ndim != 2:
+        raise ValueError(f"ranked must be (U, K); got {ranked.shape}")
+    valid = ranked >= 0  # (U, K)
+    cats = np.where(valid, np.asarray(categories)[np.where(valid, ranked, 0)], -1)  # (U, K)
+    return cats, valid
+
+
+def intra_list_diversity(ranked: np.ndarray, categories: np.ndarray) -> float:
+    """Mean over users of 1 - (share of item pairs in the list that share a category).
+
+    categories: (N,) one category index per item. Lists with fewer than two valid items
+    have no pairs and are left out of the mean; nan when no list has a pair.
+    """
+    cats, valid = _list_categories(ranked, categories)
+    same = (cats[:, :, None] == cats[:, None, :]) & valid[:, :, None] & valid[:, None, :]  # (U, K, K)
+    n = valid.sum(axis=1)
+    pairs = n * (n - 1) / 2
+    same_pairs = (same.sum(axis=(1, 2)) - n) / 2  # drop the diagonal, count each pair once
+    has_pairs = pairs > 0
+    if not has_pairs.any():
+        return float("nan")
+    return float(np.mean(1.0 - same_pairs[has_pairs] / pairs[has_pairs]))
+
+
+def distinct_category_ratio(ranked: np.ndarray, categories: np.ndarray) -> float:
+    """Mean over users of (distinct categories in the list) / (valid items in the list)."""
+    cats, valid = _list_categories(ranked, categories)
+    n = valid.sum(axis=1)
+    keep = n > 0
+    if not keep.any():
+        return float("nan")
+    distinct = np.array([len(np.unique(c[v])) for c, v in zip(cats[keep], valid[keep])])
+    return float(np.mean(distinct / n[keep]))
+
+
+def fill_with_fallback(ranked: np.ndarray, fallback_order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fill each list's -1 slots with the first fallback items not already in that list.
+
+    fallback_order: (M,) items best first (e.g. popularity order). Returns the filled
+    (U, K) lists and a (U, K) bool mask of the slots that came from the fallback.
+    Slots stay -1 when the fallback runs out.
+    """
+    ranked = np.asarray(ranked)
+    fallback_order = np.asarray(fallback_order)
+    filled = ranked.copy()
+    from_fallback = np.zeros(ranked.shape, dtype=bool)
+    for u in np.flatnonzero((ranked < 0).any(axis=1)):
+        holes = np.flatnonzero(ranked[u] < 0)
+        present = ranked[u][ranked[u] >= 0]
+        cand = fallback_order[: len(present) + len(holes)]  # enough to survive duplicates
+        cand = cand[~np.isin(cand, present)][: len(holes)]
+        filled[u, holes[: len(cand)]] = cand
+        from_fallback[u, holes[: len(cand)]] = True
+    return filled, from_fallback
+
+
+def fallback_share(from_fallback: np.ndarray) -> dict[str, float]:
+    """Share of slots filled by the fallback, and share of users with at least one such slot."""
+    m = np.asarray(from_fallback, dtype=bool)
+    if m.size == 0:
+        return {"fallback_slot_share": 0.0, "fallback_user_share": 0.0}
+    return {"fallback_slot_share": float(m.mean()), "fallback_user_share": float(m.any(axis=1).mean())}

@@ -1,0 +1,148 @@
+"""Self-contained HTML evaluation report (tables + matplotlib PNGs, also embedded inline).
+
+Metrics come in long form: a pandas DataFrame with columns
+model, split, metric, k, value, dataset (metric is e.g. "recall" or "ndcg").
+"""
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+METRIC_COLUMNS = ("model", "split", "metric", "k", "value", "dataset")
+
+# Published figures (not measured here) on Amazon 2014 Beauty, leave-one-out, full ranking.
+# TIGER: Rajput et al. 2023; SASRec-CE: RecBole SASRec with cross-entropy loss;
+# LC-Rec: Zheng et al. 2024 (7B LLM). Keys: "<metric>@<k>".
+PUBLISHED_BEAUTY_ANCHORS: dict[str, dict[str, float]] = {
+    "TIGER (published)": {"recall@5": 0.0454, "ndcg@5": 0.0321, "recall@10": 0.0648, "ndcg@10": 0.0384},
+    "SASRec-CE (published, RecBole)": {"recall@10": 0.0821, "ndcg@10": 0.0405},
+    "LC-Rec (published)": {"recall@10": 0.0791, "ndcg@10": 0.0438},
+}
+
+
+def metrics_frame(results: Mapping[str, float], model: str, split: str, dataset: str) -> pd.DataFrame:
+    """{"recall@10": 0.08, ...} (as from metrics.recall_ndcg_at_k) -> long-form metric rows."""
+    rows = []
+    for key, value in results.items():
+        metric, k = key.rsplit("@", 1)
+        rows.append({"model": model, "split": split, "metric": metric, "k": int(k),
+                     "value": float(value), "dataset": dataset})
+    return pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
+
+
+def metrics_table(metrics: pd.DataFrame, anchors: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
+    """Wide table: one row per (dataset, model, split) plus one per published anchor."""
+    missing = set(METRIC_COLUMNS) - set(metrics.columns)
+    if missing:
+        raise ValueError(f"metrics is missing columns {sorted(missing)}")
+    m = metrics.assign(column=metrics["metric"] + "@" + metrics["k"].astype(str), source="measured")
+    keys = ["dataset", "model", "split", "source"]
+    wide = m.pivot_table(index=keys, columns="column", values="value", aggfunc="first")
+    first_seen = pd.MultiIndex.from_frame(m[keys].drop_duplicates())
+    wide = wide.reindex(first_seen).reset_index()  # rows in input order
+    anchor_rows = [{"dataset": "", "model": name, "split": "test", "source": "published", **vals}
+                   for name, vals in anchors.items()]
+    table = pd.concat([wide, pd.DataFrame(anchor_rows)], ignore_index=True) if anchor_rows else wide
+    value_cols = sorted((c for c in table.columns if "@" in c),
+                        key=lambda c: (c.split("@")[0], int(c.split("@")[1])))
+    return table[["dataset", "model", "split", "source", *value_cols]]
+
+
+def _png_bar(metrics: pd.DataFrame, anchors: Mapping[str, Mapping[str, float]], k: int, path: Path) -> None:
+    test = metrics[(metrics["k"] == k) & (metrics["split"] == "test")]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("recall", "ndcg")):
+        sel = test[test["metric"] == metric]
+        names = [f"{r.model} ({r.dataset})" for r in sel.itertuples()]
+        values = list(sel["value"])
+        colors = ["tab:blue"] * len(values)
+        for name, vals in anchors.items():
+            if f"{metric}@{k}" in vals:
+                names.append(name)
+                values.append(vals[f"{metric}@{k}"])
+                colors.append("tab:gray")
+        ax.barh(range(len(values)), values, color=colors)
+        ax.set_yticks(range(len(values)), names, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(f"{metric.upper() if metric == 'ndcg' else metric.capitalize()}@{k} (test; gray = published)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _png_by_k(metrics: pd.DataFrame, path: Path) -> None:
+    test = metrics[metrics["split"] == "test"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("recall", "ndcg")):
+        for (dataset, model), grp in test[test["metric"] == metric].groupby(["dataset", "model"], sort=False):
+            grp = grp.sort_values("k")
+            ax.plot(grp["k"], grp["value"], marker="o", label=f"{model} ({dataset})")
+        ax.set_xlabel("K")
+        ax.set_title(f"{metric}@K (test)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _section_html(title: str, body) -> str:
+    if isinstance(body, pd.DataFrame):
+        inner = body.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="—")
+    elif isinstance(body, Mapping):
+        inner = pd.DataFrame({"name": list(body), "value": [str(v) for v in body.values()]}).to_html(index=False)
+    elif isinstance(body, list):
+        inner = pd.DataFrame(body).to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="—")
+    else:
+        inner = f"<pre>{html.escape(str(body))}</pre>"
+    return f"<h2>{html.escape(title)}</h2>\n{inner}\n"
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def write_report(
+    out_dir: str | Path,
+    metrics: pd.DataFrame,
+    anchors: Mapping[str, Mapping[str, float]] | None = None,
+    extra_sections: Mapping[str, object] | None = None,
+    title: str = "genrec evaluation",
+    bar_k: int = 10,
+) -> Path:
+    """Write report.html, metrics_bar.png and metrics_by_k.png into out_dir; return the HTML path.
+
+    anchors: {"name": {"recall@10": v, ...}} published figures shown beside measured rows
+    (defaults to PUBLISHED_BEAUTY_ANCHORS; pass {} for none). extra_sections: title ->
+    DataFrame, dict, list of dicts or text, rendered in order after the metrics.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    anchors = PUBLISHED_BEAUTY_ANCHORS if anchors is None else anchors
+    table = metrics_table(metrics, anchors)
+    bar_png, by_k_png = out / "metrics_bar.png", out / "metrics_by_k.png"
+    _png_bar(metrics, anchors, bar_k, bar_png)
+    _png_by_k(metrics, by_k_png)
+    parts = [
+        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title>",
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}img{max-width:100%}</style>",
+        f"</head><body>\n<h1>{html.escape(title)}</h1>",
+        _section_html("Metrics (source=published rows are figures from the literature, not measured here)", table),
+        _img(bar_png, f"Recall and NDCG at {bar_k}"),
+        _img(by_k_png, "Recall and NDCG over K"),
+    ]
+    parts += [_section_html(name, body) for name, body in (extra_sections or {}).items()]
+    parts.append("</body></html>\n")
+    path = out / "report.html"
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path

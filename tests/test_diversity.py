@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+
+from genrec_model.diversity import (
+    catalog_coverage,
+    distinct_category_ratio,
+    fallback_share,
+    fill_with_fallback,
+    intra_list_diversity,
+)
+
+CATS = np.array([0, 0, 1, 2, 1, 0])  # category of items 0..5
+
+
+def test_catalog_coverage_ignores_padding():
+    ranked = np.array([[0, 1, -1], [1, 4, 0]])
+    assert catalog_coverage(ranked, n_items=6) == pytest.approx(3 / 6)
+    with pytest.raises(ValueError):
+        catalog_coverage(ranked, n_items=0)
+
+
+def test_intra_list_diversity_exact():
+    # user 0: cats 0,0,1 -> pairs (0,0) same, (0,1), (0,1) -> 1 - 1/3
+    # user 1: cats 0,1,2 -> no same pair -> 1
+    # user 2: one valid item -> no pairs, left out
+    ranked = np.array([[0, 1, 2], [0, 2, 3], [5, -1, -1]])
+    assert intra_list_diversity(ranked, CATS) == pytest.approx(((1 - 1 / 3) + 1.0) / 2)
+    # all the same category -> 0; padding does not create pairs
+    assert intra_list_diversity(np.array([[0, 1, 5, -1]]), CATS) == pytest.approx(0.0)
+    assert np.isnan(intra_list_diversity(np.array([[3, -1]]), CATS))
+
+
+def test_distinct_category_ratio_exact():
+    ranked = np.array([[0, 1, 2], [0, 2, 3], [5, -1, -1]])
+    assert distinct_category_ratio(ranked, CATS) == pytest.approx((2 / 3 + 1.0 + 1.0) / 3)
+
+
+def test_fill_with_fallback_skips_items_already_listed():
+    ranked = np.array([[3, -1, -1], [1, 2, 0], [-1, -1, -1]])
+    filled, mask = fill_with_fallback(ranked, fallback_order=np.array([3, 4, 5, 0]))
+    assert filled.tolist() == [[3, 4, 5], [1, 2, 0], [3, 4, 5]]
+    assert mask.tolist() == [[False, True, True], [False, False, False], [True, True, True]]
+    assert ranked[0].tolist() == [3, -1, -1]  # input untouched
+    share = fallback_share(mask)
+    assert share["fallback_slot_share"] == pytest.approx(5 / 9)
+    assert share["fallback_user_share"] == pytest.approx(2 / 3)
+
+
+def test_fill_with_fallback_runs_out():
+    filled, mask = fill_with_fallback(np.array([[1, -1, -1]]), fallback_order=np.array([1, 2]))
+    assert filled.tolist() == [[1, 2, -1]]
+    assert mask.tolist() == [[False, True, False]]
