@@ -53,10 +53,14 @@ def choose_providers(cfg: OrtConfig) -> list:
 
 
 class OrtStepModel:
-    def __init__(self, model_dir: str | Path, cfg: OrtConfig = OrtConfig()):
+    def __init__(self, model_dir: str | Path, cfg: OrtConfig = OrtConfig(), expected_codebook_version: str | None = None):
         import onnxruntime as ort
 
+        from genrec_model.export import load_manifest
+
         model_dir = Path(model_dir)
+        self.manifest = load_manifest(str(model_dir), expected_codebook_version)
+        self.vocab_size = int(self.manifest["model_config"]["vocab_size"])
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = cfg.intra_op_threads
         opts.inter_op_num_threads = cfg.inter_op_threads

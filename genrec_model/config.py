@@ -1,0 +1,117 @@
+"""The genrec config: one frozen dataclass per component, nested under `GenrecConfig`.
+
+Loaded from conf/*.yaml with `key=value` overrides (see config_loader). Stage
+sections grow as stages land; unknown keys are errors, so a typo never passes.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from genrec_model.config_loader import REQUIRED, load_dataclass, stable_hash, to_dict
+
+DatasetFormat = Literal["amazon_p5", "lcrec", "movielens_csv", "ml100k_atomic"]
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    master: str = "local[2]"          # ignored when spark-submit already set a master
+    app_name: str = "genrec"
+    shuffle_partitions: int = 8
+    driver_memory: str = "4g"
+    ui_enabled: bool = False
+    extra_conf: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LakehouseConfig:
+    root: str = "./lakehouse"         # each table lives at <root>/<table>
+    # auto: the Delta Spark connector when the session has it, else Spark-written Parquet
+    # committed by delta-rs. native / delta_rs force one path.
+    delta_mode: Literal["auto", "native", "delta_rs"] = "auto"
+    storage_options: dict[str, str] = field(default_factory=dict)
+    commit_retries: int = 3
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = REQUIRED           # a short name recorded with the outputs
+    format: DatasetFormat = "amazon_p5"
+    path: str = REQUIRED              # folder (or, for ml100k_atomic, a recbole wheel) with the raw files
+    # File names inside `path`; empty means the format's default names.
+    files: dict[str, str] = field(default_factory=dict)
+    item_text_html_unescape: bool = True
+    # Timestamps outside this range are rejected (unix seconds).
+    min_timestamp: int = 0
+    max_timestamp: int = 4102444800   # 2100-01-01
+    input_partitions: int = 4
+    max_text_chars: int = 4000        # longer text fields are truncated
+
+
+@dataclass(frozen=True)
+class ArtifactsConfig:
+    root: str = "./artifacts"         # codebooks, model checkpoints, ONNX graphs, reports
+
+
+@dataclass(frozen=True)
+class GenrecConfig:
+    data: DataConfig
+    spark: SparkConfig = field(default_factory=SparkConfig)
+    lakehouse: LakehouseConfig = field(default_factory=LakehouseConfig)
+    artifacts: ArtifactsConfig = field(default_factory=ArtifactsConfig)
+    run_date: str = ""                # YYYY-MM-DD; empty = today (UTC)
+    start_date: str = ""              # with end_date: a backfill over [start_date, end_date]
+    end_date: str = ""
+    run_id: str = ""                  # empty = generated per run
+
+    def __post_init__(self) -> None:
+        for name in ("run_date", "start_date", "end_date"):
+            value = getattr(self, name)
+            if value:
+                try:
+                    dt.date.fromisoformat(value)
+                except ValueError as e:
+                    raise ValueError(f"{name}={value!r} is not a YYYY-MM-DD date") from e
+        if bool(self.start_date) != bool(self.end_date):
+            raise ValueError("start_date and end_date go together (a backfill range)")
+        if self.start_date and self.start_date > self.end_date:
+            raise ValueError(f"start_date {self.start_date} is after end_date {self.end_date}")
+
+    def run_dates(self) -> list[str]:
+        """The dates a date-partitioned job writes: the backfill range, else run_date, else today."""
+        if self.start_date:
+            start, end = dt.date.fromisoformat(self.start_date), dt.date.fromisoformat(self.end_date)
+            return [(start + dt.timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+        return [self.effective_run_date()]
+
+    def effective_run_date(self) -> str:
+        return self.run_date or dt.datetime.now(dt.timezone.utc).date().isoformat()
+
+    def lakehouse_root(self) -> str:
+        return _join_uri(self.lakehouse.root)
+
+    def table_path(self, table: str) -> str:
+        return _join_uri(self.lakehouse.root, table)
+
+    def artifact_path(self, *parts: str) -> str:
+        return _join_uri(self.artifacts.root, *parts)
+
+    def config_hash(self) -> str:
+        """Hash of everything that shapes outputs (run identity and dates excluded)."""
+        d = to_dict(self)
+        for k in ("run_date", "start_date", "end_date", "run_id"):
+            d.pop(k)
+        d.pop("spark")
+        return stable_hash(d)
+
+
+def _join_uri(root: str, *parts: str) -> str:
+    if "://" in root:
+        return "/".join([root.rstrip("/"), *parts])
+    return str(Path(root).expanduser().absolute().joinpath(*parts))
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> GenrecConfig:
+    return load_dataclass(GenrecConfig, path, list(overrides))

@@ -1,0 +1,101 @@
+"""Every table genrec writes, declared once: name, Arrow schema, partitioning, write mode.
+
+The Delta layer enforces these on write (column set, order, types, nullability)
+and the readers of other stages rely on them. Timestamps are UTC microseconds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pyarrow as pa
+
+TS = pa.timestamp("us", tz="UTC")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    schema: pa.Schema
+    partition_by: tuple[str, ...] = ()
+    # snapshot: each write replaces the whole table; partition: each write replaces the
+    # partitions it carries (e.g. one run_date); append: rows are added (audit logs).
+    write_mode: Literal["snapshot", "partition", "append"] = "snapshot"
+    description: str = ""
+
+    @property
+    def columns(self) -> list[str]:
+        return self.schema.names
+
+    @property
+    def data_schema(self) -> pa.Schema:
+        """The schema of the Parquet files: partition columns live in the Delta log, not the files."""
+        return pa.schema([f for f in self.schema if f.name not in self.partition_by])
+
+
+def _f(name: str, type_: pa.DataType, nullable: bool = True) -> pa.Field:
+    return pa.field(name, type_, nullable=nullable)
+
+
+CATALOG = TableSpec(
+    "catalog",
+    pa.schema([
+        _f("item_id", pa.string(), False),
+        _f("title", pa.string(), False),
+        _f("brand", pa.string()),
+        _f("categories", pa.list_(pa.string())),
+        _f("description", pa.string()),
+        _f("price", pa.float64()),
+        _f("text_hash", pa.string(), False),
+    ]),
+    description="One row per item: cleaned text fields and a hash of the item text.",
+)
+
+INTERACTIONS = TableSpec(
+    "interactions",
+    pa.schema([
+        _f("user_id", pa.string(), False),
+        _f("item_id", pa.string(), False),
+        _f("timestamp", TS),               # null where the source has no timestamps
+        _f("seq_pos", pa.int64(), False),  # 0-based chronological position within the user's history
+        _f("rating", pa.float64()),
+    ]),
+    description="User-item events; order a user's history by seq_pos.",
+)
+
+REJECTS = TableSpec(
+    "rejects",
+    pa.schema([
+        _f("run_id", pa.string(), False),
+        _f("source", pa.string(), False),  # catalog | interactions
+        _f("reason", pa.string(), False),
+        _f("record", pa.string()),         # the raw input row as JSON
+        _f("run_date", pa.string(), False),
+    ]),
+    partition_by=("run_date",),
+    write_mode="partition",
+    description="Input rows the ingest refused, with the reason; input = accepted + rejected.",
+)
+
+JOB_RUNS = TableSpec(
+    "job_runs",
+    pa.schema([
+        _f("run_id", pa.string(), False),
+        _f("job", pa.string(), False),
+        _f("run_date", pa.string(), False),
+        _f("dataset", pa.string()),
+        _f("config_hash", pa.string(), False),
+        _f("status", pa.string(), False),  # succeeded | failed
+        _f("started_at", TS, False),
+        _f("seconds", pa.float64(), False),
+        _f("inputs", pa.map_(pa.string(), pa.int64())),   # table -> Delta version read
+        _f("outputs", pa.map_(pa.string(), pa.int64())),  # table -> Delta version written
+        _f("counts", pa.map_(pa.string(), pa.float64())),
+        _f("error", pa.string()),
+    ]),
+    write_mode="append",
+    description="One row per job run, for audits of nightly runs and backfills.",
+)
+
+TABLES: dict[str, TableSpec] = {t.name: t for t in (CATALOG, INTERACTIONS, REJECTS, JOB_RUNS)}
+

@@ -1,0 +1,132 @@
+"""What every job shares: argument parsing, the session, the Delta store, and the run record.
+
+A job module defines `run(ctx: JobContext) -> None` and ends with
+`if __name__ == "__main__": main_for(__name__ ...)` so it works under both
+`genrec run STAGE` and `spark-submit jobs/STAGE.py`.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from genrec_model.config import GenrecConfig, load_config
+from genrec_model.config_loader import ConfigError
+from genrec_model.schemas import JOB_RUNS, TableSpec
+
+log = logging.getLogger("genrec")
+
+
+def setup_logging() -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for noisy in ("py4j", "numba", "urllib3", "filelock", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def log_event(stage: str, event: str, **fields) -> None:
+    """One structured line: `stage=ingest event=counts catalog=12101 ...` (easy to grep and parse)."""
+    parts = " ".join(f"{k}={_fmt(v)}" for k, v in fields.items())
+    log.info("stage=%s event=%s %s", stage, event, parts)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    text = str(v)
+    return f'"{text}"' if " " in text else text
+
+
+def parse_args(argv: list[str], prog: str) -> tuple[str, list[str]]:
+    parser = argparse.ArgumentParser(prog=prog, description="genrec job; key=value pairs override the config")
+    parser.add_argument("--conf", required=True, help="YAML config, e.g. conf/local.yaml")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. run_date=2024-01-01")
+    args = parser.parse_args(argv)
+    return args.conf, args.overrides
+
+
+@dataclass
+class JobContext:
+    """One run of one job: config, session, store, and what the run read, wrote and counted."""
+
+    job: str
+    cfg: GenrecConfig
+    spark: object
+    store: object
+    run_id: str
+    run_date: str
+    inputs: dict[str, int] = field(default_factory=dict)
+    outputs: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, float] = field(default_factory=dict)
+
+    def read(self, spec: TableSpec, version: int | None = None):
+        df, version = self.store.read(spec, version)
+        self.inputs[spec.name] = version
+        return df
+
+    def write(self, df, spec: TableSpec, **kwargs):
+        meta = {"genrec.run_id": self.run_id, "genrec.job": self.job, "genrec.run_date": self.run_date,
+                "genrec.config_hash": self.cfg.config_hash(), **kwargs.pop("metadata", {})}
+        result = self.store.write(df, spec, metadata=meta, **kwargs)
+        self.outputs[spec.name] = result.version
+        return result
+
+    def metadata(self) -> dict[str, str]:
+        return {"genrec.run_id": self.run_id, "genrec.job": self.job, "genrec.config_hash": self.cfg.config_hash()}
+
+
+def make_context(job: str, cfg: GenrecConfig, spark=None, run_date: str | None = None) -> JobContext:
+    from udfs.delta_store import DeltaStore
+    from udfs.session import build_spark
+
+    spark = spark or build_spark(cfg.spark, job)
+    store = DeltaStore(spark, cfg.lakehouse_root(), cfg.lakehouse.delta_mode, cfg.lakehouse.storage_options, cfg.lakehouse.commit_retries)
+    run_id = cfg.run_id or f"{job}-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    return JobContext(job, cfg, spark, store, run_id, run_date or cfg.effective_run_date())
+
+
+def run_recorded(ctx: JobContext, body) -> None:
+    """Run `body(ctx)` and append one row to `job_runs`, whether it succeeded or failed."""
+    started = dt.datetime.now(dt.timezone.utc)
+    t0 = time.perf_counter()
+    status, error = "succeeded", None
+    log_event(ctx.job, "start", run_id=ctx.run_id, run_date=ctx.run_date, config_hash=ctx.cfg.config_hash(),
+              delta_path="native" if ctx.store.native else "delta-rs")
+    try:
+        body(ctx)
+    except BaseException as e:
+        status, error = "failed", f"{type(e).__name__}: {e}"[:2000]
+        raise
+    finally:
+        seconds = time.perf_counter() - t0
+        row = pa.Table.from_pylist([{
+            "run_id": ctx.run_id, "job": ctx.job, "run_date": ctx.run_date, "dataset": ctx.cfg.data.dataset,
+            "config_hash": ctx.cfg.config_hash(), "status": status, "started_at": started, "seconds": seconds,
+            "inputs": list(ctx.inputs.items()), "outputs": list(ctx.outputs.items()),
+            "counts": [(k, float(v)) for k, v in ctx.counts.items()], "error": error}], schema=JOB_RUNS.schema)
+        try:
+            ctx.store.append_rows(JOB_RUNS, row, metadata=ctx.metadata())
+        except Exception as e:  # the audit row must never mask the job's own outcome
+            log.error("could not record the run in job_runs: %s", e)
+        log_event(ctx.job, "end", status=status, seconds=round(seconds, 2), **ctx.counts)
+
+
+def main_for(job: str, body, argv: list[str] | None = None) -> int:
+    """Entry point shared by `spark-submit jobs/<job>.py` and `genrec run <job>`."""
+    setup_logging()
+    conf, overrides = parse_args(sys.argv[1:] if argv is None else argv, f"genrec run {job}")
+    try:
+        cfg = load_config(conf, overrides)
+    except ConfigError as e:
+        print(f"genrec: config error: {e}", file=sys.stderr)
+        return 2
+    ctx = make_context(job, cfg)
+    run_recorded(ctx, body)
+    return 0

@@ -1,0 +1,33 @@
+"""Stage `pipeline`: every stage in order, in one Spark session (each stage records its own run).
+
+    spark-submit jobs/pipeline.py --conf conf/local.yaml [key=value ...]
+"""
+from __future__ import annotations
+
+import sys
+
+from genrec_model.config_loader import ConfigError
+from genrec_model.config import load_config
+from jobs.common import log_event, make_context, parse_args, run_recorded, setup_logging
+from jobs.stages import STAGES, stage_runner
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    conf, overrides = parse_args(sys.argv[1:] if argv is None else argv, "genrec run pipeline")
+    try:
+        cfg = load_config(conf, overrides)
+    except ConfigError as e:
+        print(f"genrec: config error: {e}", file=sys.stderr)
+        return 2
+    spark = None
+    for stage in STAGES:
+        ctx = make_context(stage, cfg, spark)
+        spark = ctx.spark
+        run_recorded(ctx, stage_runner(stage))
+    log_event("pipeline", "done", stages=",".join(STAGES))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,12 @@
+"""The pipeline's stages, in data-flow order: name -> module holding `run(ctx)`."""
+from __future__ import annotations
+
+import importlib
+
+STAGES: list[str] = ["ingest"]
+
+
+def stage_runner(name: str):
+    if name not in STAGES:
+        raise KeyError(f"unknown stage {name!r}; stages: {', '.join(STAGES + ['pipeline'])}")
+    return importlib.import_module(f"jobs.{name}").run

@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+export = pytest.importorskip("genrec_model.export")
+
+from genrec_model.beam_search import BeamSearchConfig, decode, left_pad  # noqa: E402
+from genrec_model.ort_step import OrtConfig, OrtStepModel, choose_providers, cuda_device_visible  # noqa: E402
+from genrec_model.seq_model import SeqModel, SeqModelConfig  # noqa: E402
+from genrec_model.sid_vocab import SidVocab  # noqa: E402
+from genrec_model.torch_step import TorchStepModel  # noqa: E402
+from genrec_model.trie import build_trie  # noqa: E402
+
+VOCAB = SidVocab((4, 4, 3))
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    torch.manual_seed(0)
+    m = SeqModel(SeqModelConfig(vocab_size=VOCAB.vocab_size, n_layer=2, n_head=2, d_model=16, d_ff=32, dropout=0.0))
+    with torch.no_grad():  # sharper logits than the 0.02-std init so beams differ clearly
+        m.wte.weight.mul_(50.0)
+    out = tmp_path_factory.mktemp("onnx")
+    export.export_onnx(m, VOCAB, str(out), model_version="t", codebook_version="c")
+    return TorchStepModel(m), OrtStepModel(out, OrtConfig(intra_op_threads=1))
+
+
+def test_cpu_provider_without_gpu(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    assert not cuda_device_visible()
+    assert choose_providers(OrtConfig()) == ["CPUExecutionProvider"]
+    with pytest.raises(RuntimeError):
+        choose_providers(OrtConfig(use_gpu=True))
+
+
+def test_prefill_step_reorder_parity(models):
+    tm, om = models
+    batch = left_pad([np.array([1, 7, 11, 15]), np.array([1, 8]), np.array([1, 9, 12, 17, 7, 13])])
+    lt, st = tm.prefill(*batch)
+    lo, so = om.prefill(*batch)
+    np.testing.assert_allclose(lo, lt, atol=1e-4)
+    rows = np.array([2, 0, 0, 1, 2])
+    st, so = tm.reorder(st, rows), om.reorder(so, rows)
+    tokens = np.array([7, 8, 9, 10, 7])
+    for _ in range(2):
+        lt, st = tm.step(tokens, st)
+        lo, so = om.step(tokens, so)
+        np.testing.assert_allclose(lo, lt, atol=1e-4)
+        tokens = tokens + 4
+    assert so.past_k.shape == (2, 5, 2, 8, 8)
+
+
+def test_decode_same_items(models):
+    tm, om = models
+    rng = np.random.default_rng(0)
+    codes = np.stack(np.unravel_index(rng.choice(48, 30, replace=False), (4, 4, 3)), axis=1)
+    trie = build_trie(codes, VOCAB.level_sizes)
+    starts = tuple(VOCAB.level_range(d)[0] for d in range(3))
+    hist = [np.concatenate([[1], VOCAB.codes_to_tokens(codes[rng.integers(0, 30, 3)]).ravel()]) for _ in range(6)]
+    cfg = BeamSearchConfig(beam_width=8, top_k=5)
+    it, st = decode(tm, trie, starts, hist, cfg)
+    io, so = decode(om, trie, starts, hist, cfg)
+    assert (io == it).mean() == 1.0
+    np.testing.assert_allclose(so, st, atol=1e-4)
