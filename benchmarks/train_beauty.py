@@ -157,16 +157,17 @@ def main() -> None:
     ap.add_argument("--dropout", type=float, default=0.1)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--weight-decay", type=float, default=0.1)
-    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--label-smoothing", type=float, default=0.0)
+    ap.add_argument("--full-softmax", action="store_true", help="train with a full-vocabulary softmax")
     ap.add_argument("--patience", type=int, default=3)
     ap.add_argument("--max-minutes", type=float, default=8.0)
     ap.add_argument("--t2s-ratio", type=float, default=0.0)
     ap.add_argument("--s2t-ratio", type=float, default=0.0)
     ap.add_argument("--level-weights", type=str, default="", help="comma separated, e.g. 1,1,1,2")
-    ap.add_argument("--valid-users", type=int, default=1500)
+    ap.add_argument("--valid-users", type=int, default=1000)
     ap.add_argument("--beam", type=int, default=20)
     ap.add_argument("--test-users", type=int, default=0, help="0 = all users")
     ap.add_argument("--threads", type=int, default=1)
@@ -213,9 +214,10 @@ def main() -> None:
     model = SeqModel(mcfg)
     tcfg = TrainConfig(lr=args.lr, weight_decay=args.weight_decay, warmup_steps=args.warmup, batch_size=args.batch_size,
                        epochs=args.epochs, max_minutes=args.max_minutes, patience=args.patience,
-                       label_smoothing=args.label_smoothing, seed=args.seed, threads=args.threads)
+                       label_smoothing=args.label_smoothing, seed=args.seed, threads=args.threads,
+                       group_softmax=not args.full_softmax)
     print(f"params {model.num_params() / 1e6:.2f}M rec windows {len(rec)}", flush=True)
-    res = train(model, epoch_data, validate, tcfg, out_dir=args.out)
+    res = train(model, epoch_data, validate, tcfg, out_dir=args.out, softmax_groups=vocab.softmax_groups())
 
     th, tt, _ = eval_examples(seqs, dcfg.max_history, "test")
     if args.test_users:

@@ -62,6 +62,14 @@ class SidVocab:
         start = self.n_special + self.offsets[level]
         return start, start + self.level_sizes[level]
 
+    def softmax_groups(self) -> tuple[int, ...]:
+        """Token-id boundaries [0, n_special, level 1 start, ..., sid_end, vocab_size]: specials, each
+        SID level and the extra tokens form separate softmax groups in training."""
+        bounds = [0] + [self.level_range(lv)[0] for lv in range(self.n_levels)] + [self.sid_end]
+        if self.n_extra:
+            bounds.append(self.vocab_size)
+        return tuple(bounds)
+
     def codes_to_tokens(self, codes: np.ndarray) -> np.ndarray:
         """(..., L) codes -> (..., L) token ids."""
         codes = np.asarray(codes, dtype=np.int64)

@@ -36,6 +36,7 @@ class TrainConfig:
     monitor: str = "recall@10"
     monitor_mode: str = "max"  # "max" | "min"
     label_smoothing: float = 0.0
+    group_softmax: bool = True  # softmax per SID level (see sequence_loss); needs `softmax_groups` in train()
     grad_clip: float = 1.0
     seed: int = 0
     threads: int = 1
@@ -92,14 +93,36 @@ def batches(data: TokenSequences, batch_size: int, bucket: int, rng: np.random.G
     return out
 
 
-def sequence_loss(model: SeqModel, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, label_smoothing: float) -> torch.Tensor:
-    """Weighted next-token cross entropy; the LM head runs only on positions with weight > 0."""
+def sequence_loss(
+    model: SeqModel,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    w: torch.Tensor,
+    label_smoothing: float,
+    groups: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Weighted next-token cross entropy; the LM head runs only on positions with weight > 0.
+
+    groups: sorted token-id boundaries (e.g. `SidVocab.softmax_groups()`); when given, each target is
+    scored by a softmax over its own group only (its SID level, or the word range), which is what the
+    level-normalized beam search uses and makes the head far cheaper than a full-vocabulary softmax.
+    """
     h, _, _ = model.hidden(x)  # (B, T, D), plain causal attention (right padding never seen)
     sel = w > 0
-    logits = model.lm_head(h[sel])  # (M, V)
-    ce = F.cross_entropy(logits, y[sel], reduction="none", label_smoothing=label_smoothing)
-    ws = w[sel]
-    return (ce * ws).sum() / ws.sum()
+    hs, ys, ws = h[sel], y[sel], w[sel]  # (M, D), (M,), (M,)
+    if groups is None:
+        ce = F.cross_entropy(model.lm_head(hs), ys, reduction="none", label_smoothing=label_smoothing)
+        return (ce * ws).sum() / ws.sum()
+    gid = torch.bucketize(ys, groups, right=True) - 1
+    total = hs.new_zeros(())
+    weight = model.lm_head.weight  # (V, D)
+    for g in torch.unique(gid).tolist():
+        rows = gid == g
+        lo, hi = int(groups[g]), int(groups[g + 1])
+        logits = hs[rows] @ weight[lo:hi].T  # (M_g, hi - lo)
+        ce = F.cross_entropy(logits, ys[rows] - lo, reduction="none", label_smoothing=label_smoothing)
+        total = total + (ce * ws[rows]).sum()
+    return total / ws.sum()
 
 
 @torch.no_grad()
@@ -149,6 +172,7 @@ def train(
     validate: Callable[[SeqModel], dict],
     cfg: TrainConfig,
     out_dir: str | None = None,
+    softmax_groups: tuple[int, ...] | None = None,
 ) -> TrainResult:
     """Train in place; on return `model` holds the best (by `cfg.monitor`) weights."""
     torch.manual_seed(cfg.seed)
@@ -163,6 +187,9 @@ def train(
     data = epoch_data(0)
     steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
+    groups = None
+    if cfg.group_softmax and softmax_groups is not None:
+        groups = torch.as_tensor(softmax_groups, dtype=torch.long, device=device)
     step = 0
     for epoch in range(cfg.epochs):
         if epoch > 0:
@@ -181,7 +208,7 @@ def train(
                                                                           [data.weights[i] for i in idx]))
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total, cfg)
-            loss = sequence_loss(model, x, y, w, cfg.label_smoothing)
+            loss = sequence_loss(model, x, y, w, cfg.label_smoothing, groups)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:

@@ -83,3 +83,25 @@ def test_tiny_model_overfits_planted_next_item(tmp_path):
     assert after["val_nll"] < 0.1 * before["val_nll"]
     assert after["val_sid_acc"] == 1.0  # greedy SID is the planted next item for every user
     assert (tmp_path / "best.pt").exists() and (tmp_path / "curves.png").exists()
+
+
+def test_group_softmax_loss_is_per_level_cross_entropy():
+    vocab = SidVocab((3, 2), n_extra=2)
+    assert vocab.softmax_groups() == (0, 6, 9, 11, 13)
+    torch.manual_seed(0)
+    model = SeqModel(SeqModelConfig(vocab_size=vocab.vocab_size, n_layer=1, n_head=1, d_model=8, d_ff=16,
+                                    dropout=0.0, max_positions=8)).eval()
+    x = torch.tensor([[1, 6, 9, 7]])
+    y = torch.tensor([[6, 9, 7, 12]])  # level 0, level 1, level 0, extra token
+    w = torch.tensor([[1.0, 2.0, 0.0, 1.0]])
+    from genrec_model.trainer import sequence_loss
+
+    got = sequence_loss(model, x, y, w, 0.0, torch.tensor(vocab.softmax_groups()))
+    logits, _, _ = model(x)
+    lp0 = torch.log_softmax(logits[0, 0, 6:9], -1)[0]
+    lp1 = torch.log_softmax(logits[0, 1, 9:11], -1)[0]
+    lp3 = torch.log_softmax(logits[0, 3, 11:13], -1)[1]
+    torch.testing.assert_close(got, -(lp0 + 2 * lp1 + lp3) / 4)
+    full = sequence_loss(model, x, y, w, 0.0, None)
+    lpf = torch.log_softmax(logits[0], -1)
+    torch.testing.assert_close(full, -(lpf[0, 6] + 2 * lpf[1, 9] + lpf[3, 12]) / 4)
