@@ -111,7 +111,8 @@ def sasrec_rank(
     """
     was_training = model.training
     model.eval()
-    out = np.empty((len(histories), k), dtype=np.int64)
+    out = np.full((len(histories), k), -1, dtype=np.int64)  # -1 past the catalog size
+    k_eff = min(k, model.cfg.n_items)
     # batches of similar length waste little compute on padding
     order = np.argsort([min(len(h), model.cfg.max_len) for h in histories], kind="stable")
     for b in range(0, len(order), batch_size):
@@ -121,7 +122,7 @@ def sasrec_rank(
             cols = [np.asarray(exclude[u], dtype=np.int64) for u in users]
             rows = np.repeat(np.arange(len(users)), [len(c) for c in cols])
             scores[torch.from_numpy(rows), torch.from_numpy(np.concatenate(cols))] = float("-inf")
-        out[users] = torch.topk(scores, k, dim=1).indices.numpy()
+        out[users, :k_eff] = torch.topk(scores, k_eff, dim=1).indices.numpy()
     model.train(was_training)
     return out
 
