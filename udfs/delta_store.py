@@ -257,10 +257,11 @@ class DeltaStore:
         return self._table(spec).version()
 
     def _check_table_schema(self, spec: TableSpec, table: DeltaTable) -> None:
-        existing = pa.schema(table.schema().to_arrow())
-        have = [(f.name, str(f.type)) for f in existing]
-        want = [(f.name, str(f.type)) for f in spec.schema]
-        if sorted(have) != sorted(want):
+        def fields(schema: DeltaSchema):
+            return sorted((f["name"], json.dumps(f["type"], sort_keys=True), f["nullable"])
+                          for f in json.loads(schema.to_json())["fields"])
+        have, want = fields(table.schema()), fields(DeltaSchema.from_arrow(spec.schema))
+        if have != want:
             raise SchemaMismatchError(f"table {spec.name} at {self.path(spec)} has schema {have}, "
                                       f"code declares {want}: migrate or write elsewhere")
 
