@@ -222,13 +222,16 @@ def decode(
     cfg: BeamSearchConfig = BeamSearchConfig(),
     pad_id: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Fast-path decode of many users, `cfg.users_per_call` per model call: (U, top_k) items, scores."""
-    items, scores = [], []
+    """Fast-path decode of many users, `cfg.users_per_call` per model call: (U, top_k) items, scores.
+
+    Users are batched in order of history length (less left padding, so shorter KV caches) and the
+    results are returned in the input order.
+    """
+    order = np.argsort([len(h) for h in histories], kind="stable")
+    items = np.full((len(histories), cfg.top_k), -1, dtype=np.int64)
+    scores = np.full((len(histories), cfg.top_k), -np.inf)
     for s in range(0, len(histories), cfg.users_per_call):
-        batch = left_pad(histories[s : s + cfg.users_per_call], pad_id)
-        i, sc = beam_search_fast(model, trie, level_starts, *batch, cfg)
-        items.append(i)
-        scores.append(sc)
-    if not items:
-        return np.zeros((0, cfg.top_k), dtype=np.int64), np.zeros((0, cfg.top_k))
-    return np.concatenate(items), np.concatenate(scores)
+        idx = order[s : s + cfg.users_per_call]
+        batch = left_pad([histories[i] for i in idx], pad_id)
+        items[idx], scores[idx] = beam_search_fast(model, trie, level_starts, *batch, cfg)
+    return items, scores

@@ -127,6 +127,20 @@ def test_model_calls_and_left_pad():
     assert (np.sort(items, axis=1) == [0, 1, 2]).all()
 
 
+def test_decode_length_bucketing_keeps_user_order():
+    codes = np.stack(np.unravel_index(np.arange(0, 27, 2), (3, 3, 3)), axis=1)
+    trie = build_trie(codes, (3, 3, 3))
+    starts = level_starts_from_vocab((3, 3, 3), N_SPECIAL)
+    rng = np.random.default_rng(1)
+    hist = [rng.integers(3, 12, n) for n in (5, 1, 3, 2, 4, 1, 6)]
+    cfg = BeamSearchConfig(beam_width=4, top_k=3, users_per_call=2)
+    items, scores = decode(HashStepModel(12), trie, starts, hist, cfg)
+    for u, h in enumerate(hist):
+        ref_i, ref_s = beam_search_reference(HashStepModel(12), TrieConstraint(trie), trie, starts, *left_pad([h]), cfg)
+        assert items[u].tolist() == ref_i[0].tolist()
+        np.testing.assert_allclose(scores[u], ref_s[0], atol=1e-12)
+
+
 @st.composite
 def problems(draw):
     n_levels = draw(st.integers(1, 4))
