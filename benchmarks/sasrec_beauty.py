@@ -16,10 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import pandas as pd
+
+from genrec_model.diversity import catalog_coverage
 from genrec_model.metrics import recall_ndcg_at_k
 from genrec_model.popularity import popularity_counts, popularity_rank
 from genrec_model.sasrec import SASRecConfig
 from genrec_model.sasrec_train import SASRecTrainConfig, sasrec_rank, train_sasrec
+from genrec_model.report import metrics_frame, write_report
 from genrec_model.splits import split_sequence
 
 KS = (5, 10, 20)
@@ -55,7 +59,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bf16", action="store_true", help="bfloat16 logits/softmax in training")
     ap.add_argument("--eval-every", type=int, default=1)
-    ap.add_argument("--out", type=Path, default=None, help="write metrics.json here")
+    ap.add_argument("--out", type=Path, default=None, help="write metrics.json and the HTML report here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -79,7 +83,8 @@ def main() -> None:
     counts = popularity_counts(train, n_items)
     for filt in (False, True):
         ranked = popularity_rank(counts, len(test), max(KS), exclude=seen_test if filt else None)
-        rows.append({"model": "MostPop", "filter_seen": filt, **recall_ndcg_at_k(ranked, target, KS)})
+        rows.append({"model": "MostPop", "filter_seen": filt, **recall_ndcg_at_k(ranked, target, KS),
+                     "coverage@10": catalog_coverage(ranked[:, :10], n_items)})
     pop_s = time.perf_counter() - t0
 
     tcfg = SASRecTrainConfig(lr=args.lr, weight_decay=args.weight_decay, batch_size=args.batch_size,
@@ -92,13 +97,14 @@ def main() -> None:
     t0 = time.perf_counter()
     for filt in (False, True):
         ranked = sasrec_rank(model, [t.history for t in test], max(KS), exclude=seen_test if filt else None)
-        rows.append({"model": "SASRec-CE", "filter_seen": filt, **recall_ndcg_at_k(ranked, target, KS)})
+        rows.append({"model": "SASRec-CE", "filter_seen": filt, **recall_ndcg_at_k(ranked, target, KS),
+                     "coverage@10": catalog_coverage(ranked[:, :10], n_items)})
     rank_s = (time.perf_counter() - t0) / 2
 
     best = max(history, key=lambda r: r["recall@10"])
     print(f"\nSASRec: {len(history)} epochs, best epoch {best['epoch']} (valid R@10 {best['recall@10']:.4f}), "
           f"train {train_s:.1f}s, full ranking of {len(test)} users {rank_s:.2f}s; MostPop {pop_s:.2f}s")
-    cols = [f"{m}@{k}" for k in KS for m in ("recall", "ndcg")]
+    cols = [f"{m}@{k}" for k in KS for m in ("recall", "ndcg")] + ["coverage@10"]
     print(f"{'model':<10} {'filter':<6} " + " ".join(f"{c:>9}" for c in cols))
     for r in rows:
         print(f"{r['model']:<10} {str(r['filter_seen']):<6} " + " ".join(f"{r[c]:9.4f}" for c in cols))
@@ -111,6 +117,20 @@ def main() -> None:
         (args.out / "metrics.json").write_text(json.dumps(
             {"rows": rows, "history": history, "args": {k: str(v) for k, v in vars(args).items()},
              "train_s": train_s, "rank_s": rank_s}, indent=1))
+        metrics = pd.concat([
+            metrics_frame({c: r[c] for c in cols if not c.startswith("coverage")},
+                          model=r["model"] + (" (seen filtered)" if r["filter_seen"] else ""),
+                          split="test", dataset="amazon2014-beauty")
+            for r in rows], ignore_index=True)
+        timing = {"threads": args.threads, "sasrec_train_s": round(train_s, 1), "epochs": len(history),
+                  "best_epoch": best["epoch"], "full_ranking_s": round(rank_s, 2), "mostpop_s": round(pop_s, 2)}
+        path = write_report(args.out, metrics, extra_sections={
+            "Timing (this machine)": timing,
+            "Catalog coverage of top-10 lists": pd.DataFrame(
+                [{"model": r["model"], "filter_seen": r["filter_seen"], "coverage@10": r["coverage@10"]} for r in rows]),
+            "SASRec training history (validation)": history,
+        }, title="Amazon 2014 Beauty: SASRec-CE and MostPop (leave-one-out, full ranking)")
+        print(f"report: {path}")
 
 
 if __name__ == "__main__":

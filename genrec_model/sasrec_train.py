@@ -122,7 +122,8 @@ def sasrec_rank(
             cols = [np.asarray(exclude[u], dtype=np.int64) for u in users]
             rows = np.repeat(np.arange(len(users)), [len(c) for c in cols])
             scores[torch.from_numpy(rows), torch.from_numpy(np.concatenate(cols))] = float("-inf")
-        out[users, :k_eff] = torch.topk(scores, k_eff, dim=1).indices.numpy()
+        top = torch.topk(scores, k_eff, dim=1)
+        out[users, :k_eff] = torch.where(torch.isinf(top.values), -1, top.indices).numpy()  # all excluded -> -1
     model.train(was_training)
     return out
 

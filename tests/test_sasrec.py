@@ -107,3 +107,8 @@ def test_early_stopping_and_time_budget():
 def test_rank_pads_when_k_exceeds_catalog():
     ranked = sasrec_rank(_model(), [np.array([1, 2])], k=9)
     assert sorted(ranked[0, :7].tolist()) == list(range(7)) and ranked[0, 7:].tolist() == [-1, -1]
+
+
+def test_rank_marks_fully_excluded_slots():
+    ranked = sasrec_rank(_model(), [np.array([1])], k=3, exclude=[np.array([0, 1, 2, 3, 4, 5])])
+    assert ranked.tolist() == [[6, -1, -1]]
