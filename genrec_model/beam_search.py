@@ -136,6 +136,7 @@ def topk_children(logits, lo, lse, scores, nodes, n_rows, width, indptr, child_c
     best = np.full((n_users, width), -np.inf)
     for b in range(n_users):
         count = 0
+        worst = -np.inf  # score a candidate must beat once the beam is full
         for r in range(n_rows):
             row = b * n_rows + r
             node = nodes[row]
@@ -146,9 +147,7 @@ def topk_children(logits, lo, lse, scores, nodes, n_rows, width, indptr, child_c
             for j in range(indptr[node], indptr[node + 1]):
                 c = child_code[j]
                 s = base + (np.float64(logits[row, lo + c]) - norm)
-                if not (s > -np.inf):
-                    continue
-                if count == width and not (s > best[b, width - 1]):
+                if not (s > worst):
                     continue
                 pos = count if count < width else width - 1
                 while pos > 0 and best[b, pos - 1] < s:
@@ -164,6 +163,8 @@ def topk_children(logits, lo, lse, scores, nodes, n_rows, width, indptr, child_c
                 child[b, pos] = j
                 if count < width:
                     count += 1
+                if count == width:
+                    worst = best[b, width - 1]
     return parent, code, child, best
 
 
