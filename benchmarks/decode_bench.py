@@ -42,7 +42,7 @@ class BenchConfig:
     hf_users: int = 40
     beam: int = 20
     top_k: int = 10
-    users_per_call: int = 64
+    users_per_call: int = 8
     hf_batch: int = 8
     threads: int = 1
     n_items: int = 12000

@@ -42,7 +42,9 @@ class BeamSearchConfig:
     # "level": log-softmax over the level's code range; "vocab": over the whole vocabulary
     # (what transformers' generate does before prefix_allowed_tokens_fn masks).
     normalize: Literal["level", "vocab"] = "level"
-    users_per_call: int = 256  # users per prefill/step call in `decode`
+    # users per prefill/step call in `decode`; small batches keep the (users*beam) KV cache copies in cache
+    # (8-16 measured fastest on CPU, benchmarks/decode_bench.py)
+    users_per_call: int = 8
 
     def __post_init__(self) -> None:
         if not 1 <= self.top_k <= self.beam_width:
