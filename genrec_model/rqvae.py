@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 @dataclass(frozen=True)
 class RQVAEConfig:
-    input_dim: int  # required: embedding width D
+    input_dim: int = 0  # embedding width D; the sids job fills it from the data (0 in YAML)
     hidden_dims: tuple[int, ...] = (512, 256, 128)
     latent_dim: int = 32
     n_levels: int = 3
