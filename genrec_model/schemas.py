@@ -77,6 +77,19 @@ REJECTS = TableSpec(
     description="Input rows the ingest refused, with the reason; input = accepted + rejected.",
 )
 
+ITEM_EMBEDDINGS = TableSpec(
+    "item_embeddings",
+    pa.schema([
+        _f("item_id", pa.string(), False),
+        _f("embedding", pa.list_(pa.float32()), False),
+        _f("model_name", pa.string(), False),
+        _f("text_hash", pa.string(), False),      # catalog.text_hash the vector was computed from
+        _f("template_hash", pa.string(), False),  # hash of the text template used
+        _f("updated_at", TS, False),
+    ]),
+    description="Text embedding per catalog item; re-embedded only when its text, template or model changes.",
+)
+
 JOB_RUNS = TableSpec(
     "job_runs",
     pa.schema([
@@ -97,5 +110,5 @@ JOB_RUNS = TableSpec(
     description="One row per job run, for audits of nightly runs and backfills.",
 )
 
-TABLES: dict[str, TableSpec] = {t.name: t for t in (CATALOG, INTERACTIONS, REJECTS, JOB_RUNS)}
+TABLES: dict[str, TableSpec] = {t.name: t for t in (CATALOG, INTERACTIONS, REJECTS, ITEM_EMBEDDINGS, JOB_RUNS)}
 
