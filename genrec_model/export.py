@@ -43,8 +43,8 @@ class _Prefill(nn.Module):
         self.model = model
 
     def forward(self, input_ids, attention_mask, position_ids):
-        logits, k, v = self.model(input_ids, attention_mask=attention_mask, position_ids=position_ids)
-        return logits[:, -1], k, v  # left padding: the last column is every row's last real token
+        h, k, v = self.model.hidden(input_ids, attention_mask=attention_mask, position_ids=position_ids)
+        return self.model.lm_head(h[:, -1]), k, v  # left padding: the last column is every row's last token
 
 
 class _Step(nn.Module):

@@ -33,9 +33,9 @@ class TorchStepModel:
     @torch.no_grad()
     def prefill(self, input_ids: np.ndarray, attention_mask: np.ndarray, position_ids: np.ndarray):
         ids, mask, pos = self._t(input_ids), self._t(attention_mask), self._t(position_ids)
-        logits, k, v = self.model(ids, attention_mask=mask, position_ids=pos)
-        state = StepState(k, v, mask, pos[:, -1] + 1)
-        return logits[:, -1].float().cpu().numpy(), state
+        h, k, v = self.model.hidden(ids, attention_mask=mask, position_ids=pos)
+        logits = self.model.lm_head(h[:, -1])  # (B, V): left padding puts every row's last token last
+        return logits.float().cpu().numpy(), StepState(k, v, mask, pos[:, -1] + 1)
 
     @torch.no_grad()
     def step(self, tokens: np.ndarray, state: StepState):

@@ -218,7 +218,7 @@ def train(
             loss_sum += float(loss.detach()) * x.shape[0]
             n_tok += int((x != 0).sum())
             if cfg.progress:
-                it.set_postfix(loss=f"{float(loss):.3f}", tok_s=f"{n_tok / (time.time() - te):.0f}")
+                it.set_postfix(loss=f"{float(loss.detach()):.3f}", tok_s=f"{n_tok / (time.time() - te):.0f}")
             if (time.time() - t0) / 60 > cfg.max_minutes:
                 timed_out = True
                 break
