@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from genrec_model.export import (ManifestMismatchError, OrtStepModel, build_manifest, export_onnx, load_manifest,
+from genrec_model.export import (ExportConfig, ManifestMismatchError, OrtStepModel, build_manifest, export_onnx, load_manifest,
                                  write_manifest)
 from genrec_model.seq_model import SeqModel, SeqModelConfig
 from genrec_model.sid_vocab import SidVocab
@@ -36,12 +36,15 @@ def test_manifest_edited_or_missing(tmp_path):
 
 
 @pytest.mark.slow
-def test_onnx_matches_torch_prefill_and_cached_steps(tmp_path):
+@pytest.mark.parametrize("prefer_dynamo", [True, False])
+def test_onnx_matches_torch_prefill_and_cached_steps(tmp_path, prefer_dynamo):
     pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
     model = SeqModel(MCFG).eval()
-    man = export_onnx(model, VOCAB, str(tmp_path), "m1", "cb1")
-    assert man["exporter"]["prefill"] in ("dynamo", "torchscript") and man["opset"] == 18
+    man = export_onnx(model, VOCAB, str(tmp_path), "m1", "cb1", ExportConfig(prefer_dynamo=prefer_dynamo))
+    assert man["opset"] == 18
+    if not prefer_dynamo:
+        assert man["exporter"] == {"prefill": "torchscript", "step": "torchscript"}
     ort_m, pt_m = OrtStepModel(str(tmp_path), expected_codebook_version="cb1"), TorchStepModel(model)
     rng = np.random.default_rng(0)
     for B, T in ((3, 7), (1, 2), (5, 11)):  # batch and length differ from the export sample
