@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from genrec_model.config_loader import REQUIRED, load_dataclass, stable_hash, to_dict
+from genrec_model.rqvae import RQVAEConfig
 
 DatasetFormat = Literal["amazon_p5", "lcrec", "movielens_csv", "ml100k_atomic"]
 
@@ -64,6 +65,26 @@ class EmbedConfig:
 
 
 @dataclass(frozen=True)
+class CollabConfig:
+    """SIGMA-style collaborative part of the RQ-VAE input: PPMI-SVD of windowed co-occurrence."""
+    enabled: bool = False
+    window: int = 3                   # items at distance 1..window in a history co-occur
+    dim: int = 32
+    weight: float = 0.3               # squared-distance share of the collaborative part
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SidsConfig:
+    rqvae: RQVAEConfig = field(default_factory=RQVAEConfig)
+    scheme: Literal["dedup", "hybrid"] = "dedup"
+    prefix_levels: int | None = None  # hybrid: semantic levels kept before the item token (None = all)
+    collab: CollabConfig = field(default_factory=CollabConfig)
+    retrain: bool = False             # train a new codebook version even if one is in use
+    partitions: int = 2               # Spark partitions for code assignment
+
+
+@dataclass(frozen=True)
 class ArtifactsConfig:
     root: str = "./artifacts"         # codebooks, model checkpoints, ONNX graphs, reports
 
@@ -75,6 +96,7 @@ class GenrecConfig:
     lakehouse: LakehouseConfig = field(default_factory=LakehouseConfig)
     artifacts: ArtifactsConfig = field(default_factory=ArtifactsConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
+    sids: SidsConfig = field(default_factory=SidsConfig)
     run_date: str = ""                # YYYY-MM-DD; empty = today (UTC)
     start_date: str = ""              # with end_date: a backfill over [start_date, end_date]
     end_date: str = ""

@@ -90,6 +90,18 @@ ITEM_EMBEDDINGS = TableSpec(
     description="Text embedding per catalog item; re-embedded only when its text, template or model changes.",
 )
 
+ITEM_SIDS = TableSpec(
+    "item_sids",
+    pa.schema([
+        _f("item_id", pa.string(), False),
+        _f("codes", pa.list_(pa.int32()), False),  # full code tuple, unique per item
+        _f("sid", pa.string(), False),             # <a_99><b_225><c_67><d_0>
+        _f("codebook_version", pa.string(), False),
+        _f("scheme", pa.string(), False),          # dedup | hybrid
+    ]),
+    description="Semantic ID per item; one codebook version per table snapshot.",
+)
+
 JOB_RUNS = TableSpec(
     "job_runs",
     pa.schema([
@@ -110,5 +122,5 @@ JOB_RUNS = TableSpec(
     description="One row per job run, for audits of nightly runs and backfills.",
 )
 
-TABLES: dict[str, TableSpec] = {t.name: t for t in (CATALOG, INTERACTIONS, REJECTS, ITEM_EMBEDDINGS, JOB_RUNS)}
+TABLES: dict[str, TableSpec] = {t.name: t for t in (CATALOG, INTERACTIONS, REJECTS, ITEM_EMBEDDINGS, ITEM_SIDS, JOB_RUNS)}
 

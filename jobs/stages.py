@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib
 
-STAGES: list[str] = ["ingest", "embed"]
+STAGES: list[str] = ["ingest", "embed", "sids"]
 
 
 def stage_runner(name: str):
