@@ -30,7 +30,7 @@ import torch
 from genrec_model.beam_search import BeamSearchConfig, decode, left_pad, level_logsumexp, topk_children
 from genrec_model.export import export_onnx
 from genrec_model.hf_compat import to_hf_gpt2
-from genrec_model.ort_step import OrtConfig, OrtStepModel
+from genrec_model.ort_step import OrtConfig, OrtStepModel, export_shared_step, load_step_model
 from genrec_model.seq_model import SeqModel, SeqModelConfig
 from genrec_model.sid_vocab import BOS, SidVocab
 from genrec_model.trie import build_trie
@@ -234,8 +234,10 @@ def main() -> None:
 
     tmp = tempfile.mkdtemp(prefix="decode_bench_")
     _, t_exp = timed(export_onnx, model, vocab, tmp, "bench", "bench")
-    ort_model = OrtStepModel(tmp, OrtConfig(intra_op_threads=cfg.threads))
-    print(f"exported to {tmp} in {t_exp:.1f}s; providers {ort_model.providers}")
+    plain_model = OrtStepModel(tmp, OrtConfig(intra_op_threads=cfg.threads))
+    export_shared_step(model, tmp)
+    ort_model = load_step_model(tmp, OrtConfig(intra_op_threads=cfg.threads))
+    print(f"exported to {tmp} ({t_exp:.1f} CPU s); {type(ort_model).__name__}, providers {ort_model.providers}")
 
     histories = make_histories(codes, vocab, cfg.users, cfg, rng)
     mean_len = float(np.mean([len(h) for h in histories]))
@@ -245,6 +247,10 @@ def main() -> None:
     ups = cfg.users / t_ours
     print(f"ours: {cfg.users} users in {t_ours:.2f} CPU s ({wall:.2f} wall s) -> {ups:.1f} users/s "
           f"({t_ours / cfg.users * 1e3:.2f} ms/user)")
+    decode(plain_model, trie, starts, histories[:2], ours_cfg)
+    (plain_items, _), t_plain = timed(decode, plain_model, trie, starts, histories, ours_cfg)
+    print(f"ours with the contract step.onnx (full KV per beam): {cfg.users / t_plain:.1f} users/s "
+          f"({t_plain / cfg.users * 1e3:.2f} ms/user); identical top-{cfg.top_k}: {(plain_items == ours_items).all(axis=1).mean():.3f}")
 
     hf = to_hf_gpt2(model)
     dict_trie = token_dict_trie(codes, vocab)

@@ -106,3 +106,170 @@ class OrtStepModel:
             state.attention_mask[rows],
             state.next_position[rows],
         )
+
+
+# ---------------------------------------------------------------- shared-prefix step (history KV stored once per user)
+
+SHARED_STEP = "step_shared.onnx"
+
+
+def _shared_step_module(model):
+    """Step over rows laid out as B users x W beams (row = user * W + beam), attending to the
+    user's history KV `prefix_k/v` (n_layer, B, H, T, hd) stored ONCE per user, plus the per-beam KV of
+    the tokens decoded so far `suffix_k/v` (n_layer, N, H, S, hd). Same math as SeqModel with a KV cache,
+    but a step reads/copies B*T + N*S cache entries instead of N*(T+S) (N = B*W, S <= L-1 << T)."""
+    import math
+
+    import torch
+    import torch.nn as nn
+
+    class SharedPrefixStep(nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m.eval()
+
+        def forward(self, input_ids, position_ids, prefix_mask, prefix_k, prefix_v, suffix_k, suffix_v):
+            m = self.m
+            n_head, hd = m.cfg.n_head, m.cfg.head_dim
+            B, T = prefix_mask.shape
+            N = input_ids.shape[0]
+            D = m.cfg.d_model
+            scale = 1.0 / math.sqrt(hd)
+            x = m.wte(input_ids) + m.wpe(position_ids)  # (N, 1, D)
+            neg = torch.finfo(x.dtype).min
+            bias_p = torch.where(prefix_mask.bool(), 0.0, neg).to(x.dtype)[:, None, None, :]  # (B, 1, 1, T)
+            ks, vs = [], []
+            for i, blk in enumerate(m.h):
+                q, k, v = blk.attn.c_attn(blk.ln_1(x)).split(D, dim=2)  # (N, 1, D) each
+                k = k.reshape(N, n_head, 1, hd)  # (N, H, 1, hd)
+                v = v.reshape(N, n_head, 1, hd)
+                sk = torch.cat([suffix_k[i], k], dim=2)  # (N, H, S+1, hd)
+                sv = torch.cat([suffix_v[i], v], dim=2)
+                ks.append(sk)
+                vs.append(sv)
+                qb = q.reshape(B, -1, n_head, hd).transpose(1, 2)  # (B, H, W, hd)
+                att_p = (qb @ prefix_k[i].transpose(-2, -1)) * scale + bias_p  # (B, H, W, T)
+                qn = q.reshape(N, n_head, 1, hd)  # (N, H, 1, hd)
+                att_s = (qn @ sk.transpose(-2, -1)) * scale  # (N, H, 1, S+1)
+                att_s = att_s.reshape(B, -1, n_head, sk.shape[2]).transpose(1, 2)  # (B, H, W, S+1)
+                att = torch.softmax(torch.cat([att_p, att_s], dim=-1), dim=-1)
+                y_p = att[..., :T] @ prefix_v[i]  # (B, H, W, hd)
+                p_s = att[..., T:].transpose(1, 2).reshape(N, n_head, 1, sk.shape[2])  # (N, H, 1, S+1)
+                y_s = (p_s @ sv).reshape(B, -1, n_head, hd).transpose(1, 2)  # (B, H, W, hd)
+                y = (y_p + y_s).transpose(1, 2).reshape(N, 1, D)
+                x = x + blk.attn.c_proj(y)
+                x = x + blk.mlp(blk.ln_2(x))
+            logits = m.lm_head(m.ln_f(x))[:, -1]  # (N, V)
+            return logits, torch.stack(ks), torch.stack(vs)
+
+    return SharedPrefixStep(model).eval()
+
+
+def export_shared_step(model, out_dir: str | Path, opset: int = 18) -> Path:
+    """Write step_shared.onnx (see `_shared_step_module`) next to prefill.onnx; returns its path.
+    Sample shapes avoid 0/1 so the exporter keeps every axis dynamic."""
+    import torch
+
+    c = model.cfg
+    B, W, T, S = 2, 3, 5, 2
+    N = B * W
+    mask = torch.ones(B, T, dtype=torch.long)
+    mask[0, :2] = 0
+    args = (
+        torch.randint(3, c.vocab_size, (N, 1)),
+        torch.full((N, 1), T, dtype=torch.long),
+        mask,
+        torch.randn(c.n_layer, B, c.n_head, T, c.head_dim),
+        torch.randn(c.n_layer, B, c.n_head, T, c.head_dim),
+        torch.randn(c.n_layer, N, c.n_head, S, c.head_dim),
+        torch.randn(c.n_layer, N, c.n_head, S, c.head_dim),
+    )
+    names = ["input_ids", "position_ids", "prefix_mask", "prefix_k", "prefix_v", "suffix_k", "suffix_v"]
+    auto = torch.export.Dim.AUTO
+    shapes = {
+        "input_ids": {0: auto}, "position_ids": {0: auto}, "prefix_mask": {0: auto, 1: auto},
+        "prefix_k": {1: auto, 3: auto}, "prefix_v": {1: auto, 3: auto},
+        "suffix_k": {1: auto, 3: auto}, "suffix_v": {1: auto, 3: auto},
+    }
+    path = Path(out_dir) / SHARED_STEP
+    with torch.no_grad():
+        prog = torch.onnx.export(_shared_step_module(model), args, input_names=names,
+                                 output_names=["logits", "suffix_k_out", "suffix_v_out"],
+                                 dynamic_shapes=shapes, opset_version=opset, dynamo=True)
+    prog.save(str(path))
+    return path
+
+
+@dataclass(frozen=True)
+class SharedState:
+    prefix_k: np.ndarray  # (n_layer, B, H, T, hd) history KV, once per user
+    prefix_v: np.ndarray
+    prefix_mask: np.ndarray  # (B, T) int64
+    suffix_k: np.ndarray  # (n_layer, N, H, S, hd) KV of decoded tokens, N = B * W rows
+    suffix_v: np.ndarray
+    next_position: np.ndarray  # (N,) int64
+
+
+class OrtSharedPrefixStepModel:
+    """StepModel over prefill.onnx + step_shared.onnx. Rows must stay grouped by user (B users x W
+    beams, row = user * W + beam); `reorder` checks it, which beam search always satisfies."""
+
+    def __init__(self, model_dir: str | Path, cfg: OrtConfig = OrtConfig(), expected_codebook_version: str | None = None):
+        import onnxruntime as ort
+
+        from genrec_model.export import load_manifest
+
+        model_dir = Path(model_dir)
+        self.manifest = load_manifest(str(model_dir), expected_codebook_version)
+        self.vocab_size = int(self.manifest["model_config"]["vocab_size"])
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = cfg.intra_op_threads
+        opts.inter_op_num_threads = cfg.inter_op_threads
+        self.providers = choose_providers(cfg)
+        self.prefill_sess = ort.InferenceSession(str(model_dir / "prefill.onnx"), opts, providers=self.providers)
+        self.step_sess = ort.InferenceSession(str(model_dir / SHARED_STEP), opts, providers=self.providers)
+
+    def prefill(self, input_ids: np.ndarray, attention_mask: np.ndarray, position_ids: np.ndarray) -> tuple[np.ndarray, SharedState]:
+        mask = np.ascontiguousarray(attention_mask, dtype=np.int64)
+        pos = np.ascontiguousarray(position_ids, dtype=np.int64)
+        logits, k, v = self.prefill_sess.run(
+            ["logits", "present_k", "present_v"],
+            {"input_ids": np.ascontiguousarray(input_ids, dtype=np.int64), "attention_mask": mask, "position_ids": pos},
+        )
+        n_layer, b, h, _, hd = k.shape
+        empty = np.zeros((n_layer, b, h, 0, hd), dtype=k.dtype)
+        return logits, SharedState(k, v, mask, empty, empty, pos[:, -1] + 1)
+
+    def step(self, tokens: np.ndarray, state: SharedState) -> tuple[np.ndarray, SharedState]:
+        n = state.next_position.shape[0]
+        logits, sk, sv = self.step_sess.run(
+            ["logits", "suffix_k_out", "suffix_v_out"],
+            {
+                "input_ids": np.ascontiguousarray(tokens, dtype=np.int64).reshape(n, 1),
+                "position_ids": state.next_position.reshape(n, 1),
+                "prefix_mask": state.prefix_mask,
+                "prefix_k": state.prefix_k,
+                "prefix_v": state.prefix_v,
+                "suffix_k": state.suffix_k,
+                "suffix_v": state.suffix_v,
+            },
+        )
+        return logits, SharedState(state.prefix_k, state.prefix_v, state.prefix_mask, sk, sv, state.next_position + 1)
+
+    def reorder(self, state: SharedState, rows: np.ndarray) -> SharedState:
+        rows = np.asarray(rows, dtype=np.int64)
+        n_users, n_old = state.prefix_mask.shape[0], state.next_position.shape[0]
+        if len(rows) % n_users:
+            raise ValueError(f"{len(rows)} rows cannot be grouped into {n_users} users")
+        user = rows // (n_old // n_users)
+        if not (user == np.repeat(np.arange(n_users), len(rows) // n_users)).all():
+            raise ValueError("shared-prefix state: each user's new rows must come from that user's rows, in user order")
+        return SharedState(state.prefix_k, state.prefix_v, state.prefix_mask, np.take(state.suffix_k, rows, axis=1),
+                           np.take(state.suffix_v, rows, axis=1), state.next_position[rows])
+
+
+def load_step_model(model_dir: str | Path, cfg: OrtConfig = OrtConfig(), expected_codebook_version: str | None = None):
+    """OrtSharedPrefixStepModel when step_shared.onnx was exported, else OrtStepModel."""
+    if (Path(model_dir) / SHARED_STEP).exists():
+        return OrtSharedPrefixStepModel(model_dir, cfg, expected_codebook_version)
+    return OrtStepModel(model_dir, cfg, expected_codebook_version)

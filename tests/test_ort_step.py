@@ -6,7 +6,15 @@ pytest.importorskip("onnxruntime")
 export = pytest.importorskip("genrec_model.export")
 
 from genrec_model.beam_search import BeamSearchConfig, decode, left_pad  # noqa: E402
-from genrec_model.ort_step import OrtConfig, OrtStepModel, choose_providers, cuda_device_visible  # noqa: E402
+from genrec_model.ort_step import (  # noqa: E402
+    OrtConfig,
+    OrtSharedPrefixStepModel,
+    OrtStepModel,
+    choose_providers,
+    cuda_device_visible,
+    export_shared_step,
+    load_step_model,
+)
 from genrec_model.seq_model import SeqModel, SeqModelConfig  # noqa: E402
 from genrec_model.sid_vocab import SidVocab  # noqa: E402
 from genrec_model.torch_step import TorchStepModel  # noqa: E402
@@ -24,7 +32,9 @@ def models(tmp_path_factory):
         m.wte.weight.mul_(50.0)
     out = tmp_path_factory.mktemp("onnx")
     export.export_onnx(m, VOCAB, str(out), model_version="t", codebook_version="c")
-    return TorchStepModel(m), OrtStepModel(out, OrtConfig(intra_op_threads=1))
+    plain = OrtStepModel(out, OrtConfig(intra_op_threads=1))  # loaded before step_shared.onnx exists
+    export_shared_step(m, out)
+    return TorchStepModel(m), plain, load_step_model(out)
 
 
 def test_cpu_provider_without_gpu(monkeypatch):
@@ -37,7 +47,7 @@ def test_cpu_provider_without_gpu(monkeypatch):
 
 @SLOW
 def test_prefill_step_reorder_parity(models):
-    tm, om = models
+    tm, om, _ = models
     batch = left_pad([np.array([1, 7, 11, 15]), np.array([1, 8]), np.array([1, 9, 12, 16, 7, 13])])
     lt, st = tm.prefill(*batch)
     lo, so = om.prefill(*batch)
@@ -53,7 +63,7 @@ def test_prefill_step_reorder_parity(models):
 
 @SLOW
 def test_decode_same_items(models):
-    tm, om = models
+    tm, om, sm = models
     rng = np.random.default_rng(0)
     codes = np.stack(np.unravel_index(rng.choice(48, 30, replace=False), (4, 4, 3)), axis=1)
     trie = build_trie(codes, VOCAB.level_sizes)
@@ -61,6 +71,30 @@ def test_decode_same_items(models):
     hist = [np.concatenate([[1], VOCAB.codes_to_tokens(codes[rng.integers(0, 30, 3)]).ravel()]) for _ in range(6)]
     cfg = BeamSearchConfig(beam_width=8, top_k=5)
     it, st = decode(tm, trie, starts, hist, cfg)
-    io, so = decode(om, trie, starts, hist, cfg)
-    assert (io == it).mean() == 1.0
-    np.testing.assert_allclose(so, st, atol=1e-4)
+    for m in (om, sm):
+        io, so = decode(m, trie, starts, hist, cfg)
+        assert (io == it).mean() == 1.0
+        np.testing.assert_allclose(so, st, atol=1e-4)
+
+
+@SLOW
+def test_shared_prefix_step_parity(models):
+    tm, _, sm = models
+    assert isinstance(sm, OrtSharedPrefixStepModel)
+    batch = left_pad([np.array([1, 7, 11, 15, 6, 10]), np.array([1, 8])])
+    lt, st = tm.prefill(*batch)
+    ls, ss = sm.prefill(*batch)
+    np.testing.assert_allclose(ls, lt, atol=1e-4)
+    rows = np.array([0, 0, 0, 1, 1, 1])  # expand 2 users to 3 beams each
+    st, ss = tm.reorder(st, rows), sm.reorder(ss, rows)
+    for tokens, parents in ((np.array([6, 7, 8, 9, 6, 7]), np.array([2, 0, 1, 5, 5, 3])),
+                            (np.array([10, 11, 12, 13, 10, 11]), np.array([1, 1, 0, 3, 4, 5])),
+                            (np.array([14, 15, 16, 14, 15, 16]), None)):
+        lt, st = tm.step(tokens, st)
+        ls, ss = sm.step(tokens, ss)
+        np.testing.assert_allclose(ls, lt, atol=1e-4)
+        if parents is not None:
+            st, ss = tm.reorder(st, parents), sm.reorder(ss, parents)
+    assert ss.prefix_k.shape == (2, 2, 2, 6, 8) and ss.suffix_k.shape == (2, 6, 2, 3, 8)
+    with pytest.raises(ValueError, match="user"):
+        sm.reorder(ss, np.array([0, 1, 3, 3, 4, 5]))  # row 3 belongs to user 1
