@@ -59,12 +59,16 @@ def level_starts_from_vocab(level_sizes: Sequence[int], n_special: int) -> tuple
 
 
 def level_logsumexp(logits: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """(N, V) -> (N,) float64 log-sum-exp of logits[:, lo:hi] (shared by both paths, so ties match)."""
-    x = logits[:, lo:hi].astype(np.float64)
+    """(N, V) -> (N,) float64 log-sum-exp of logits[:, lo:hi] (shared by both paths, so ties match).
+
+    exp runs in the logits' dtype (float32 from the model: SIMD, no float64 copy of a (N, items)
+    slice for item-level vocabularies); the sum and log are float64. Error vs float64 is ~1e-8.
+    """
+    x = logits[:, lo:hi]
     m = x.max(axis=1)
-    m = np.where(np.isfinite(m), m, 0.0)
+    m = np.where(np.isfinite(m), m, 0).astype(x.dtype)
     with np.errstate(divide="ignore"):
-        return m + np.log(np.exp(x - m[:, None]).sum(axis=1))
+        return m.astype(np.float64) + np.log(np.exp(x - m[:, None]).sum(axis=1, dtype=np.float64))
 
 
 def _norm_range(cfg: BeamSearchConfig, lo: int, size: int, vocab_size: int) -> tuple[int, int]:
