@@ -85,6 +85,13 @@ class SidsConfig:
 
 
 @dataclass(frozen=True)
+class EvaluateConfig:
+    ks: list[int] = field(default_factory=lambda: [1, 5, 10, 20])
+    splits: list[str] = field(default_factory=lambda: ["test", "valid"])
+    diversity_k: int = 10
+
+
+@dataclass(frozen=True)
 class ArtifactsConfig:
     root: str = "./artifacts"         # codebooks, model checkpoints, ONNX graphs, reports
 
@@ -97,6 +104,7 @@ class GenrecConfig:
     artifacts: ArtifactsConfig = field(default_factory=ArtifactsConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     sids: SidsConfig = field(default_factory=SidsConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     run_date: str = ""                # YYYY-MM-DD; empty = today (UTC)
     start_date: str = ""              # with end_date: a backfill over [start_date, end_date]
     end_date: str = ""

@@ -102,6 +102,47 @@ ITEM_SIDS = TableSpec(
     description="Semantic ID per item; one codebook version per table snapshot.",
 )
 
+REC_ITEM = pa.struct([pa.field("item_id", pa.string(), False), pa.field("score", pa.float64(), False),
+                      pa.field("rank", pa.int32(), False)])
+
+RECOMMENDATIONS = TableSpec(
+    "recommendations",
+    pa.schema([
+        _f("user_id", pa.string(), False),
+        _f("recs", pa.list_(REC_ITEM), False),    # best first
+        _f("is_fallback", pa.bool_(), False),     # popularity list for a cold or unknown history
+        _f("model_version", pa.string(), False),
+        _f("codebook_version", pa.string()),
+        _f("generated_at", TS, False),
+        _f("run_date", pa.string(), False),
+        # serve: from the full history (what nearline serving reads); test / valid: with the
+        # last / last two items held out, for evaluation of exactly the served code path.
+        _f("split", pa.string(), False),
+        _f("model", pa.string(), False),          # genrec, or a baseline (popularity, sasrec, ...)
+    ]),
+    partition_by=("run_date", "split", "model"),
+    write_mode="partition",
+    description="Top-K items per user per run date; serving reads split='serve' and model='genrec'.",
+)
+
+METRICS = TableSpec(
+    "metrics",
+    pa.schema([
+        _f("run_id", pa.string(), False),
+        _f("dataset", pa.string(), False),
+        _f("model", pa.string(), False),
+        _f("split", pa.string(), False),
+        _f("metric", pa.string(), False),
+        _f("k", pa.int32()),
+        _f("value", pa.float64()),
+        _f("config_hash", pa.string(), False),
+        _f("run_date", pa.string(), False),
+    ]),
+    partition_by=("run_date",),
+    write_mode="partition",
+    description="Evaluation of the recommendations of one run date: one row per model, split, metric, K.",
+)
+
 JOB_RUNS = TableSpec(
     "job_runs",
     pa.schema([
@@ -122,5 +163,6 @@ JOB_RUNS = TableSpec(
     description="One row per job run, for audits of nightly runs and backfills.",
 )
 
-TABLES: dict[str, TableSpec] = {t.name: t for t in (CATALOG, INTERACTIONS, REJECTS, ITEM_EMBEDDINGS, ITEM_SIDS, JOB_RUNS)}
+TABLES: dict[str, TableSpec] = {t.name: t for t in (CATALOG, INTERACTIONS, REJECTS, ITEM_EMBEDDINGS, ITEM_SIDS, RECOMMENDATIONS, METRICS,
+                                            JOB_RUNS)}
 

@@ -1,0 +1,86 @@
+"""Spark transforms of the `evaluate` stage (DataFrame -> DataFrame, no I/O).
+
+Leave-one-out as in genrec_model/splits.py: a user's last item is the test target, the one
+before it the validation target. Metrics follow genrec_model/metrics.py (one relevant item:
+Recall@K = HR@K, NDCG@K = 1/log2(rank+1) inside the top K), averaged over every user with a
+target, so a user with no list counts as a miss.
+"""
+from __future__ import annotations
+
+
+def heldout_targets(interactions):
+    """-> (user_id, split, target): test = last item (users with >= 2), valid = second-to-last (>= 3)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    w = Window.partitionBy("user_id")
+    ranked = interactions.select("user_id", "item_id", "seq_pos",
+                                 F.count("*").over(w).alias("n"),
+                                 F.row_number().over(w.orderBy(F.col("seq_pos").desc())).alias("from_end"))
+    test = ranked.where((F.col("from_end") == 1) & (F.col("n") >= 2)).select(
+        "user_id", F.lit("test").alias("split"), F.col("item_id").alias("target"))
+    valid = ranked.where((F.col("from_end") == 2) & (F.col("n") >= 3)).select(
+        "user_id", F.lit("valid").alias("split"), F.col("item_id").alias("target"))
+    return test.unionByName(valid)
+
+
+def target_ranks(recs, targets):
+    """-> (model, split, user_id, rank, is_fallback): 1-based rank of the target, 0 when not listed."""
+    from pyspark.sql import functions as F
+
+    models = recs.select("model", "split").distinct()
+    expected = targets.join(models, on="split")
+    found = recs.select("model", "split", "user_id", "is_fallback",
+                        F.transform("recs", lambda r: r["item_id"]).alias("items"))
+    joined = expected.join(found, on=["model", "split", "user_id"], how="left")
+    rank = F.coalesce(F.expr("array_position(items, target)"), F.lit(0)).cast("int")
+    return joined.select("model", "split", "user_id", rank.alias("rank"),
+                         F.coalesce("is_fallback", F.lit(False)).alias("is_fallback"))
+
+
+def ranking_metrics(ranks, ks: list[int]):
+    """-> (model, split, metric, k, value) for recall@k, ndcg@k, plus users and fallback_share."""
+    from pyspark.sql import functions as F
+
+    aggs = []
+    for k in ks:
+        inside = (F.col("rank") >= 1) & (F.col("rank") <= k)
+        aggs.append(F.avg(F.when(inside, 1.0).otherwise(0.0)).alias(f"recall@{k}"))
+        aggs.append(F.avg(F.when(inside, 1.0 / F.log2(F.col("rank") + 1.0)).otherwise(0.0)).alias(f"ndcg@{k}"))
+    aggs.append(F.count("*").cast("double").alias("users@"))
+    aggs.append(F.avg(F.col("is_fallback").cast("double")).alias("fallback_share@"))
+    wide = ranks.groupBy("model", "split").agg(*aggs)
+    return _melt(wide, [c for c in wide.columns if "@" in c])
+
+
+def beyond_accuracy(recs, catalog, k: int):
+    """-> (model, split, metric, k, value): catalog coverage@k and intra-list category diversity@k.
+
+    Diversity uses each item's first category: 1 - share of same-category pairs in a list
+    (genrec_model.diversity.intra_list_diversity is the numpy reference); lists without
+    categories are left out, and no row is written when no list has any.
+    """
+    from pyspark.sql import functions as F
+
+    n_items = catalog.count()
+    top = recs.select("model", "split", "user_id", F.explode(F.slice("recs", 1, k)).alias("r")).select(
+        "model", "split", "user_id", F.col("r.item_id").alias("item_id"))
+    coverage = top.groupBy("model", "split").agg(
+        (F.countDistinct("item_id") / F.lit(float(n_items))).alias(f"coverage@{k}"))
+    cats = catalog.select("item_id", F.try_element_at("categories", F.lit(1)).alias("cat")).where(F.col("cat").isNotNull())
+    per_cat = top.join(cats, on="item_id").groupBy("model", "split", "user_id", "cat").count()
+    per_user = per_cat.groupBy("model", "split", "user_id").agg(
+        F.sum(F.col("count") * (F.col("count") - 1) / 2).alias("same"), F.sum("count").alias("n")).where("n >= 2")
+    ild = per_user.groupBy("model", "split").agg(
+        F.avg(1.0 - F.col("same") / (F.col("n") * (F.col("n") - 1) / 2)).alias(f"intra_list_diversity@{k}"))
+    return _melt(coverage, [f"coverage@{k}"]).unionByName(_melt(ild, [f"intra_list_diversity@{k}"]))
+
+
+def _melt(wide, value_cols: list[str]):
+    from pyspark.sql import functions as F
+
+    rows = F.explode(F.array(*[F.struct(F.lit(c.split("@")[0]).alias("metric"),
+                                        (F.lit(int(c.split("@")[1])) if c.split("@")[1] else F.lit(None))
+                                        .cast("int").alias("k"),
+                                        F.col(f"`{c}`").cast("double").alias("value")) for c in value_cols]))
+    return wide.select("model", "split", rows.alias("m")).select("model", "split", "m.metric", "m.k", "m.value")
