@@ -78,13 +78,17 @@ def _png_bar(metrics: pd.DataFrame, anchors: Mapping[str, Mapping[str, float]], 
     plt.close(fig)
 
 
-def _png_by_k(metrics: pd.DataFrame, path: Path) -> None:
+def _png_by_k(metrics: pd.DataFrame, anchors: Mapping[str, Mapping[str, float]], path: Path) -> None:
     test = metrics[metrics["split"] == "test"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric in zip(axes, ("recall", "ndcg")):
         for (dataset, model), grp in test[test["metric"] == metric].groupby(["dataset", "model"], sort=False):
             grp = grp.sort_values("k")
             ax.plot(grp["k"], grp["value"], marker="o", label=f"{model} ({dataset})")
+        for i, (name, vals) in enumerate(anchors.items()):
+            pts = sorted((int(key.split("@")[1]), v) for key, v in vals.items() if key.startswith(f"{metric}@"))
+            if pts:
+                ax.plot(*zip(*pts), linestyle=":", marker="xs^dv"[i % 5], color="gray", label=name)
         ax.set_xlabel("K")
         ax.set_title(f"{metric}@K (test)")
         ax.legend(fontsize=8)
@@ -130,7 +134,7 @@ def write_report(
     table = metrics_table(metrics, anchors)
     bar_png, by_k_png = out / "metrics_bar.png", out / "metrics_by_k.png"
     _png_bar(metrics, anchors, bar_k, bar_png)
-    _png_by_k(metrics, by_k_png)
+    _png_by_k(metrics, anchors, by_k_png)
     parts = [
         "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title>",
