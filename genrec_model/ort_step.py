@@ -1,7 +1,13 @@
-"""StepModel (docs/CONTRACTS.md) over the exported prefill.onnx / step.onnx with onnxruntime.
+"""StepModels (docs/CONTRACTS.md) over the exported ONNX graphs with onnxruntime.
 
-The KV cache lives in numpy arrays between calls; `reorder` gathers beam rows (also B users ->
-B * beam). CUDA is used only when onnxruntime offers it AND a CUDA device is actually visible, so a
+- `OrtStepModel`: prefill.onnx + step.onnx (the contract graphs). The KV cache lives in numpy arrays
+  between calls; `reorder` gathers beam rows (also B users -> B * beam), i.e. every beam carries and
+  copies its own copy of the history KV.
+- `OrtSharedPrefixStepModel`: prefill.onnx + step_shared.onnx (`export_shared_step`), which keeps the
+  history KV once per user and only the decoded tokens' KV per beam: 2-2.5x faster decoding on CPU
+  (benchmarks/decode_bench.py). `load_step_model` picks it when the graph is there.
+
+CUDA is used only when onnxruntime offers it AND a CUDA device is actually visible, so a
 CPU-only worker with onnxruntime-gpu installed never tries (and never logs) a CUDA session.
 """
 from __future__ import annotations
