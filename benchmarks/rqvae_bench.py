@@ -84,9 +84,9 @@ def train_sequences(data_dir: Path, asin_index: dict[str, int]) -> list[np.ndarr
 def rq_config(input_dim: int, args: argparse.Namespace, **kw):
     from genrec_model.rqvae import RQVAEConfig
 
-    return RQVAEConfig(input_dim=input_dim, n_levels=3, codebook_size=256, latent_dim=32,
-                       hidden_dims=(512, 256, 128), epochs=args.epochs, batch_size=args.batch_size,
-                       lr=args.lr, seed=args.seed, **kw)
+    kw = {"latent_dim": args.latent_dims[0], **kw}
+    return RQVAEConfig(input_dim=input_dim, n_levels=3, codebook_size=256, hidden_dims=(512, 256, 128),
+                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, **kw)
 
 
 def describe(name: str, emb: np.ndarray, args: argparse.Namespace, **cfg_kw) -> None:
@@ -101,7 +101,7 @@ def describe(name: str, emb: np.ndarray, args: argparse.Namespace, **cfg_kw) -> 
     dedup = assign_sids(codes, keys, cfg.codebook_size, "dedup")
     assert len({tuple(r) for r in dedup.codes}) == len(emb)
     util = " ".join(f"{u:.3f}" for u in st.utilization)
-    print(f"{name:<34} dim={emb.shape[1]:<4} util/level=[{util}] collision_rate={st.collision_rate:.4f} "
+    print(f"{name:<30} dim={emb.shape[1]:<4} latent={cfg.latent_dim} util/level=[{util}] collision_rate={st.collision_rate:.4f} "
           f"unique={st.n_unique_tuples}/{st.n_items} max_per_prefix={st.max_items_per_prefix} "
           f"dedup_digits={st.n_dedup_digits} recon_mse={rep.final_recon_mse:.4f} "
           f"train_s={rep.train_seconds:.1f} epochs={cfg.epochs}", flush=True)
@@ -111,10 +111,12 @@ def cmd_quality(args: argparse.Namespace) -> None:
     from genrec_model.collab import cooccurrence_counts, fuse_embeddings, ppmi_svd_embeddings
 
     asins, text = beauty_embeddings(args.data_dir, args.cache)
-    print(f"Beauty: {len(asins)} items, text emb {text.shape}, "
-          f"exact-duplicate text rows: {len(text) - len(np.unique(text, axis=0))}")
+    print(f"Beauty: {len(asins)} items, text emb {text.shape}")
+    _, inv, cnt = np.unique(text, axis=0, return_inverse=True, return_counts=True)
+    print(f"collision floor (items with an identical embedding): {(cnt[inv.ravel()] > 1).mean():.4f}")
     describe("text (no dead-code reset)", text, args, dead_code_reset=False)
-    describe("text", text, args)
+    for latent in args.latent_dims:
+        describe("text", text, args, latent_dim=latent)
     seqs = train_sequences(args.data_dir, {a: i for i, a in enumerate(asins)})
     rows, cols, counts = cooccurrence_counts(seqs, window=args.window)
     collab = ppmi_svd_embeddings(rows, cols, counts, len(asins), args.collab_dim, seed=args.seed)
@@ -173,9 +175,10 @@ def main() -> None:
     p.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared/data/amazon2014-beauty")
     p.add_argument("--cache", type=Path, default=Path("/tmp/sids/beauty_minilm.npy"))
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--epochs", type=int, default=None, help="default: 150 quality, 3 scale")
+    p.add_argument("--epochs", type=int, default=None, help="default: 80 quality, 3 scale")
     p.add_argument("--batch-size", type=int, default=512)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--latent-dims", type=int, nargs="+", default=[32, 64])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--window", type=int, default=3)
     p.add_argument("--collab-dim", type=int, default=64)
@@ -187,7 +190,7 @@ def main() -> None:
     p.add_argument("--torch-baseline-rows", type=int, default=50_000)
     args = p.parse_args()
     if args.epochs is None:
-        args.epochs = 150 if args.what == "quality" else 3
+        args.epochs = 80 if args.what == "quality" else 3
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 

@@ -28,9 +28,9 @@ class RQVAEConfig:
     n_levels: int = 3
     codebook_size: int = 256
     beta: float = 0.25  # commitment weight
-    lr: float = 1e-3
+    lr: float = 3e-3
     weight_decay: float = 0.0
-    epochs: int = 100
+    epochs: int = 80
     batch_size: int = 512
     seed: int = 0
     kmeans_init: bool = True  # False: random normal codebooks (for ablations / tests)
