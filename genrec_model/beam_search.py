@@ -34,6 +34,10 @@ class StepModel(Protocol):
         """Gather state rows (N',) (also expands B users to B * beam)."""
         ...
 
+    # Optional: a model with `accepts_head_ids = True` takes `step(tokens, state, head_ids=ids)` and
+    # returns logits for those token ids only, (N, len(ids)); the fast path then asks for the next
+    # level's range (normalize="level"), skipping the rest of the LM head.
+
 
 @dataclass(frozen=True)
 class BeamSearchConfig:
@@ -189,8 +193,10 @@ def beam_search_fast(
     scores = np.zeros(n_users)  # (B*R,)
     nodes = np.zeros(n_users, dtype=np.int64)
     n_rows = 1
+    sliced = cfg.normalize == "level" and getattr(model, "accepts_head_ids", False)
+    col0 = 0  # token id of logits column 0
     for d in range(n_levels):
-        size, lo = trie.level_sizes[d], level_starts[d]
+        size, lo = trie.level_sizes[d], level_starts[d] - col0
         lse = level_logsumexp(logits, *_norm_range(cfg, lo, size, logits.shape[1]))
         parent, code, child, best = topk_children(
             logits, lo, lse, scores, nodes, n_rows, width, trie.indptr[d], trie.child_code[d]
@@ -201,7 +207,13 @@ def beam_search_fast(
         scores, nodes = best.ravel(), child.ravel()
         if d < n_levels - 1:
             state = model.reorder(state, (np.arange(n_users)[:, None] * n_rows + parent).ravel())
-            logits, state = model.step((code + lo).ravel(), state)
+            tokens = (code + level_starts[d]).ravel()
+            if sliced:
+                col0 = level_starts[d + 1]
+                head = np.arange(col0, col0 + trie.level_sizes[d + 1], dtype=np.int64)
+                logits, state = model.step(tokens, state, head_ids=head)
+            else:
+                logits, state = model.step(tokens, state)
         n_rows = width
     items = np.where(nodes >= 0, trie.leaf_item[np.maximum(nodes, 0)], -1).reshape(n_users, width)
     return _topk_items(items, scores.reshape(n_users, width), cfg.top_k)

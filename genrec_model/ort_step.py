@@ -134,7 +134,7 @@ def _shared_step_module(model):
             super().__init__()
             self.m = m.eval()
 
-        def forward(self, input_ids, position_ids, prefix_mask, prefix_k, prefix_v, suffix_k, suffix_v):
+        def forward(self, input_ids, position_ids, prefix_mask, prefix_k, prefix_v, suffix_k, suffix_v, head_ids):
             m = self.m
             n_head, hd = m.cfg.n_head, m.cfg.head_dim
             B, T = prefix_mask.shape
@@ -165,7 +165,8 @@ def _shared_step_module(model):
                 y = (y_p + y_s).transpose(1, 2).reshape(N, 1, D)
                 x = x + blk.attn.c_proj(y)
                 x = x + blk.mlp(blk.ln_2(x))
-            logits = m.lm_head(m.ln_f(x))[:, -1]  # (N, V)
+            w = m.lm_head.weight.index_select(0, head_ids)  # (K, D): only the token ids beam search scores
+            logits = m.ln_f(x)[:, -1] @ w.t()  # (N, K)
             return logits, torch.stack(ks), torch.stack(vs)
 
     return SharedPrefixStep(model).eval()
@@ -189,13 +190,14 @@ def export_shared_step(model, out_dir: str | Path, opset: int = 18) -> Path:
         torch.randn(c.n_layer, B, c.n_head, T, c.head_dim),
         torch.randn(c.n_layer, N, c.n_head, S, c.head_dim),
         torch.randn(c.n_layer, N, c.n_head, S, c.head_dim),
+        torch.arange(2, min(7, c.vocab_size)),
     )
-    names = ["input_ids", "position_ids", "prefix_mask", "prefix_k", "prefix_v", "suffix_k", "suffix_v"]
+    names = ["input_ids", "position_ids", "prefix_mask", "prefix_k", "prefix_v", "suffix_k", "suffix_v", "head_ids"]
     auto = torch.export.Dim.AUTO
     shapes = {
         "input_ids": {0: auto}, "position_ids": {0: auto}, "prefix_mask": {0: auto, 1: auto},
         "prefix_k": {1: auto, 3: auto}, "prefix_v": {1: auto, 3: auto},
-        "suffix_k": {1: auto, 3: auto}, "suffix_v": {1: auto, 3: auto},
+        "suffix_k": {1: auto, 3: auto}, "suffix_v": {1: auto, 3: auto}, "head_ids": {0: auto},
     }
     path = Path(out_dir) / SHARED_STEP
     with torch.no_grad():
@@ -218,7 +220,11 @@ class SharedState:
 
 class OrtSharedPrefixStepModel:
     """StepModel over prefill.onnx + step_shared.onnx. Rows must stay grouped by user (B users x W
-    beams, row = user * W + beam); `reorder` checks it, which beam search always satisfies."""
+    beams, row = user * W + beam); `reorder` checks it, which beam search always satisfies.
+    `step(..., head_ids=ids)` returns logits for those token ids only (N, len(ids)): beam search asks
+    for the next level's range, which skips most of the LM head when the vocabulary has item tokens."""
+
+    accepts_head_ids = True
 
     def __init__(self, model_dir: str | Path, cfg: OrtConfig = OrtConfig(), expected_codebook_version: str | None = None):
         import onnxruntime as ort
@@ -246,8 +252,10 @@ class OrtSharedPrefixStepModel:
         empty = np.zeros((n_layer, b, h, 0, hd), dtype=k.dtype)
         return logits, SharedState(k, v, mask, empty, empty, pos[:, -1] + 1)
 
-    def step(self, tokens: np.ndarray, state: SharedState) -> tuple[np.ndarray, SharedState]:
+    def step(self, tokens: np.ndarray, state: SharedState, head_ids: np.ndarray | None = None) -> tuple[np.ndarray, SharedState]:
         n = state.next_position.shape[0]
+        if head_ids is None:
+            head_ids = np.arange(self.vocab_size, dtype=np.int64)
         logits, sk, sv = self.step_sess.run(
             ["logits", "suffix_k_out", "suffix_v_out"],
             {
@@ -258,6 +266,7 @@ class OrtSharedPrefixStepModel:
                 "prefix_v": state.prefix_v,
                 "suffix_k": state.suffix_k,
                 "suffix_v": state.suffix_v,
+                "head_ids": np.ascontiguousarray(head_ids, dtype=np.int64),
             },
         )
         return logits, SharedState(state.prefix_k, state.prefix_v, state.prefix_mask, sk, sv, state.next_position + 1)

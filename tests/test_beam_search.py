@@ -49,12 +49,23 @@ class HashStepModel:
         return [state[int(r)] for r in rows]
 
 
-def run_both(model_factory, codes, sizes, histories, cfg, trie_cfg=TrieConfig()):
+class SlicedHashStepModel(HashStepModel):
+    """Same logits, but `step` returns only the requested token ids' columns."""
+
+    accepts_head_ids = True
+
+    def step(self, tokens, state, head_ids=None):
+        logits, state = super().step(tokens, state)
+        self.head_calls = getattr(self, "head_calls", 0) + (head_ids is not None)
+        return (logits if head_ids is None else logits[:, head_ids]), state
+
+
+def run_both(model_factory, codes, sizes, histories, cfg, trie_cfg=TrieConfig(), fast_factory=None):
     trie = build_trie(codes, sizes, trie_cfg)
     starts = level_starts_from_vocab(sizes, N_SPECIAL)
     batch = left_pad(histories)
     ref = beam_search_reference(model_factory(), TrieConstraint(trie), trie, starts, *batch, cfg)
-    fast = beam_search_fast(model_factory(), trie, starts, *batch, cfg)
+    fast = beam_search_fast((fast_factory or model_factory)(), trie, starts, *batch, cfg)
     return ref, fast
 
 
@@ -157,16 +168,18 @@ def problems(draw):
     cfg = BeamSearchConfig(beam_width=width, top_k=draw(st.integers(1, width)),
                            normalize=draw(st.sampled_from(["level", "vocab"])))
     extra = draw(st.integers(0, 3))  # tokens after the SID range
-    return codes, sizes, histories, cfg, seed, draw(st.booleans()), extra, draw(st.booleans())
+    return codes, sizes, histories, cfg, seed, draw(st.booleans()), extra, draw(st.booleans()), draw(st.booleans())
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problems())
 def test_fast_matches_reference(problem):
-    codes, sizes, histories, cfg, seed, coarse, extra, dense = problem
+    codes, sizes, histories, cfg, seed, coarse, extra, dense, sliced = problem
     vocab = N_SPECIAL + sum(sizes) + extra
+    fast_model = SlicedHashStepModel if sliced else HashStepModel
     (ri, rs), (fi, fs) = run_both(lambda: HashStepModel(vocab, seed, coarse), codes, sizes, histories, cfg,
-                                  TrieConfig() if dense else TrieConfig(dense_max_entries=0))
+                                  TrieConfig() if dense else TrieConfig(dense_max_entries=0),
+                                  lambda: fast_model(vocab, seed, coarse))
     assert fi.tolist() == ri.tolist()
     np.testing.assert_allclose(fs, rs, atol=1e-6)
     assert ((ri >= 0) == np.isfinite(rs)).all()
@@ -176,6 +189,25 @@ def test_fast_matches_reference(problem):
         assert len(set(valid.tolist())) == len(valid)
         assert (np.diff(s[np.isfinite(s)]) <= 0).all()
     assert ((ri >= 0).sum(axis=1) == min(cfg.top_k, len(codes))).all()
+
+
+def test_sliced_head_requested_per_level():
+    codes = np.array([[0, 0, 0], [0, 1, 1], [1, 1, 0]])
+    trie = build_trie(codes, (2, 2, 2))
+    starts = level_starts_from_vocab((2, 2, 2), N_SPECIAL)
+    seen = []
+
+    class Spy(SlicedHashStepModel):
+        def step(self, tokens, state, head_ids=None):
+            seen.append(None if head_ids is None else head_ids.tolist())
+            return super().step(tokens, state, head_ids)
+
+    beam_search_fast(Spy(N_SPECIAL + 6), trie, starts, *left_pad([np.array([1])]), BeamSearchConfig(4, 3))
+    assert seen == [[5, 6], [7, 8]]  # level 1 then level 2 token ids
+    seen.clear()
+    beam_search_fast(Spy(N_SPECIAL + 6), trie, starts, *left_pad([np.array([1])]),
+                     BeamSearchConfig(4, 3, normalize="vocab"))
+    assert seen == [None, None]
 
 
 def test_config_validation():

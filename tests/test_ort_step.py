@@ -91,6 +91,8 @@ def test_shared_prefix_step_parity(models):
                             (np.array([10, 11, 12, 13, 10, 11]), np.array([1, 1, 0, 3, 4, 5])),
                             (np.array([14, 15, 16, 14, 15, 16]), None)):
         lt, st = tm.step(tokens, st)
+        ls, _ = sm.step(tokens, ss, head_ids=np.array([16, 6, 7]))  # subset of the LM head
+        np.testing.assert_allclose(ls, lt[:, [16, 6, 7]], atol=1e-4)
         ls, ss = sm.step(tokens, ss)
         np.testing.assert_allclose(ls, lt, atol=1e-4)
         if parents is not None:
