@@ -162,6 +162,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--label-smoothing", type=float, default=0.0)
     ap.add_argument("--full-softmax", action="store_true", help="train with a full-vocabulary softmax")
+    ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--patience", type=int, default=3)
     ap.add_argument("--max-minutes", type=float, default=8.0)
     ap.add_argument("--t2s-ratio", type=float, default=0.0)
@@ -215,7 +216,7 @@ def main() -> None:
     tcfg = TrainConfig(lr=args.lr, weight_decay=args.weight_decay, warmup_steps=args.warmup, batch_size=args.batch_size,
                        epochs=args.epochs, max_minutes=args.max_minutes, patience=args.patience,
                        label_smoothing=args.label_smoothing, seed=args.seed, threads=args.threads,
-                       group_softmax=not args.full_softmax)
+                       group_softmax=not args.full_softmax, bf16=args.bf16)
     print(f"params {model.num_params() / 1e6:.2f}M rec windows {len(rec)}", flush=True)
     res = train(model, epoch_data, validate, tcfg, out_dir=args.out, softmax_groups=vocab.softmax_groups())
 

@@ -37,6 +37,7 @@ class TrainConfig:
     monitor_mode: str = "max"  # "max" | "min"
     label_smoothing: float = 0.0
     group_softmax: bool = True  # softmax per SID level (see sequence_loss); needs `softmax_groups` in train()
+    bf16: bool = False  # bfloat16 autocast for forward/backward (~1.35x on AVX512-BF16 CPUs)
     grad_clip: float = 1.0
     seed: int = 0
     threads: int = 1
@@ -208,7 +209,8 @@ def train(
                                                                           [data.weights[i] for i in idx]))
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total, cfg)
-            loss = sequence_loss(model, x, y, w, cfg.label_smoothing, groups)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                loss = sequence_loss(model, x, y, w, cfg.label_smoothing, groups)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
