@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from genrec_model.config_loader import REQUIRED, load_dataclass, stable_hash, to_dict
+from genrec_model.fit import FitConfig
 from genrec_model.rqvae import RQVAEConfig
 
 DatasetFormat = Literal["amazon_p5", "lcrec", "movielens_csv", "ml100k_atomic"]
@@ -104,6 +105,7 @@ class GenrecConfig:
     artifacts: ArtifactsConfig = field(default_factory=ArtifactsConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     sids: SidsConfig = field(default_factory=SidsConfig)
+    train: FitConfig = field(default_factory=FitConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     run_date: str = ""                # YYYY-MM-DD; empty = today (UTC)
     start_date: str = ""              # with end_date: a backfill over [start_date, end_date]
