@@ -240,11 +240,13 @@ def decode(
     histories: Sequence[np.ndarray],
     cfg: BeamSearchConfig = BeamSearchConfig(),
     pad_id: int = 0,
+    constraint: Constraint | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Fast-path decode of many users, `cfg.users_per_call` per model call: (U, top_k) items, scores.
+    """Decode many users, `cfg.users_per_call` per model call: (U, top_k) items, scores.
 
-    Users are batched in order of history length (less left padding, so shorter KV caches) and the
-    results are returned in the input order.
+    `constraint=None` runs the trie fast path; any other constraint (e.g. `NoConstraint()` for the
+    unconstrained ablation) runs the reference search with it. Users are batched in order of history
+    length (less left padding, so shorter KV caches); results come back in the input order.
     """
     order = np.argsort([len(h) for h in histories], kind="stable")
     items = np.full((len(histories), cfg.top_k), -1, dtype=np.int64)
@@ -252,5 +254,8 @@ def decode(
     for s in range(0, len(histories), cfg.users_per_call):
         idx = order[s : s + cfg.users_per_call]
         batch = left_pad([histories[i] for i in idx], pad_id)
-        items[idx], scores[idx] = beam_search_fast(model, trie, level_starts, *batch, cfg)
+        if constraint is None:
+            items[idx], scores[idx] = beam_search_fast(model, trie, level_starts, *batch, cfg)
+        else:
+            items[idx], scores[idx] = beam_search_reference(model, constraint, trie, level_starts, *batch, cfg)
     return items, scores

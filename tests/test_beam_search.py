@@ -146,10 +146,13 @@ def test_decode_length_bucketing_keeps_user_order():
     hist = [rng.integers(3, 12, n) for n in (5, 1, 3, 2, 4, 1, 6)]
     cfg = BeamSearchConfig(beam_width=4, top_k=3, users_per_call=2)
     items, scores = decode(HashStepModel(12), trie, starts, hist, cfg)
+    free_items, _ = decode(HashStepModel(12), trie, starts, hist, cfg, constraint=NoConstraint())
     for u, h in enumerate(hist):
         ref_i, ref_s = beam_search_reference(HashStepModel(12), TrieConstraint(trie), trie, starts, *left_pad([h]), cfg)
         assert items[u].tolist() == ref_i[0].tolist()
         np.testing.assert_allclose(scores[u], ref_s[0], atol=1e-12)
+        free_i, _ = beam_search_reference(HashStepModel(12), NoConstraint(), trie, starts, *left_pad([h]), cfg)
+        assert free_items[u].tolist() == free_i[0].tolist()
 
 
 @st.composite
