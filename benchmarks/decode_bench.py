@@ -211,6 +211,7 @@ def main() -> None:
     ap.add_argument("--codes", help="(N, L) item codes .npy matching the checkpoint's vocab")
     ap.add_argument("--append-item-token", action="store_true",
                     help="codes are the semantic prefix only: append the item index as the last level (hybrid scheme)")
+    ap.add_argument("--prefix-levels", type=int, default=0, help="keep only the first n code levels (0 = all)")
     for f, default in BenchConfig.__dataclass_fields__.items():
         ap.add_argument(f"--{f.replace('_', '-')}", type=type(default.default), default=default.default)
     ap.add_argument("--skip-scale", action="store_true", help="skip the 100x users run")
@@ -221,6 +222,7 @@ def main() -> None:
 
     if args.codes:
         codes = np.load(args.codes).astype(np.int64)
+        codes = codes[:, : args.prefix_levels] if args.prefix_levels else codes
         if args.append_item_token:
             codes = np.concatenate([codes, np.arange(len(codes))[:, None]], axis=1)
         sizes = tuple(int(x) + 1 for x in codes.max(axis=0))
