@@ -170,7 +170,7 @@ def main() -> None:
     ap.add_argument("--level-weights", type=str, default="", help="comma separated, e.g. 1,1,1,2")
     ap.add_argument("--valid-users", type=int, default=1000)
     ap.add_argument("--beam", type=int, default=20)
-    ap.add_argument("--test-users", type=int, default=0, help="0 = all users")
+    ap.add_argument("--test-users", type=int, default=0, help="0 = all users, -1 = skip the test split")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -221,11 +221,13 @@ def main() -> None:
     res = train(model, epoch_data, validate, tcfg, out_dir=args.out, softmax_groups=vocab.softmax_groups())
 
     th, tt, _ = eval_examples(seqs, dcfg.max_history, "test")
-    if args.test_users:
-        th, tt = th[:args.test_users], tt[:args.test_users]
+    if args.test_users < 0:
+        th, tt = [], tt[:0]
+    elif args.test_users:  # random sample: file order is not random (early users have longer histories)
+        pick = np.random.default_rng(7).choice(len(th), size=min(args.test_users, len(th)), replace=False)
+        th, tt = [th[i] for i in pick], tt[pick]
     te = time.time()
-    ranked = rank_users(model, vocab, trie, item_tokens, th, args.beam)
-    test = recall_ndcg_at_k(ranked, tt, ks=(5, 10))
+    test = recall_ndcg_at_k(rank_users(model, vocab, trie, item_tokens, th, args.beam), tt, ks=(5, 10)) if th else {}
     summary = {"args": vars(args), "level_sizes": level_sizes, "best_epoch": res.best_epoch, "valid": res.best_metrics,
                "train_minutes": round(res.minutes, 2), "stopped": res.stopped, "test_users": len(tt),
                "test_minutes": round((time.time() - te) / 60, 2),
