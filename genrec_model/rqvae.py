@@ -207,7 +207,8 @@ class TrainReport:
     final_recon_mse: float = float("nan")  # on standardized inputs, whole training set
     final_utilization: list[float] = field(default_factory=list)
     n_train: int = 0
-    train_seconds: float = 0.0
+    train_seconds: float = 0.0  # everything: scaler, k-means init, epochs, final pass
+    init_seconds: float = 0.0  # scaler + k-means init (fixed cost, not per epoch)
 
 
 def kmeans(x: torch.Tensor, k: int, iters: int, gen: torch.Generator) -> torch.Tensor:
@@ -283,8 +284,9 @@ def train_rqvae(embeddings: np.ndarray, cfg: RQVAEConfig) -> tuple[RQVAE, TrainR
     n = x.shape[0]
     if cfg.kmeans_init:
         _kmeans_init(model, x, gen)
+    init_seconds = time.perf_counter() - t0
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    report = TrainReport(n_train=n)
+    report = TrainReport(n_train=n, init_seconds=init_seconds)
     for epoch in range(cfg.epochs):
         model.train()
         counts = torch.zeros(cfg.n_levels, cfg.codebook_size, dtype=torch.long)
