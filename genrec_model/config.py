@@ -13,6 +13,7 @@ from typing import Literal
 from genrec_model.config_loader import REQUIRED, load_dataclass, stable_hash, to_dict
 from genrec_model.fit import FitConfig
 from genrec_model.rqvae import RQVAEConfig
+from genrec_model.serving import ServingConfig
 
 DatasetFormat = Literal["amazon_p5", "lcrec", "movielens_csv", "ml100k_atomic"]
 
@@ -86,6 +87,37 @@ class SidsConfig:
 
 
 @dataclass(frozen=True)
+class ExportStageConfig:
+    model_version: str = ""           # empty = the latest trained model
+    opset: int = 18
+    prefer_dynamo: bool = True        # torch.onnx dynamo exporter; TorchScript exporter as fallback
+    shared_prefix_step: bool = True   # also export step_shared.onnx (history KV kept once per user)
+    parity_tolerance: float = 1e-4    # max |logit(torch) - logit(onnxruntime)| allowed
+
+
+@dataclass(frozen=True)
+class RecommendConfig:
+    model_version: str = ""           # empty = the latest trained (and exported) model
+    model_name: str = "genrec"        # value of the `model` column
+    beam_width: int = 20
+    candidates: int = 20              # decoded items per user before seen-item filtering (<= beam_width)
+    users_per_call: int = 8           # users per onnxruntime call (x beam rows)
+    serving: ServingConfig = field(default_factory=ServingConfig)
+    # serve: next items after the whole history; test / valid: with the last / last two items held
+    # out, so `evaluate` measures exactly this code path.
+    splits: list[str] = field(default_factory=lambda: ["serve"])
+    partitions: int = 2
+    use_gpu: bool | None = None       # None: CUDA only when a GPU is really present
+
+    def __post_init__(self) -> None:
+        bad = set(self.splits) - {"serve", "test", "valid"}
+        if bad:
+            raise ValueError(f"recommend.splits: unknown {sorted(bad)} (serve, test, valid)")
+        if not self.serving.top_k <= self.candidates <= self.beam_width:
+            raise ValueError("need serving.top_k <= candidates <= beam_width")
+
+
+@dataclass(frozen=True)
 class EvaluateConfig:
     ks: list[int] = field(default_factory=lambda: [1, 5, 10, 20])
     splits: list[str] = field(default_factory=lambda: ["test", "valid"])
@@ -106,6 +138,8 @@ class GenrecConfig:
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     sids: SidsConfig = field(default_factory=SidsConfig)
     train: FitConfig = field(default_factory=FitConfig)
+    export: ExportStageConfig = field(default_factory=ExportStageConfig)
+    recommend: RecommendConfig = field(default_factory=RecommendConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     run_date: str = ""                # YYYY-MM-DD; empty = today (UTC)
     start_date: str = ""              # with end_date: a backfill over [start_date, end_date]

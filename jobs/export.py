@@ -1,0 +1,49 @@
+"""Stage `export`: the trained model -> ONNX graphs for beam decoding (prefill = history encoded once
+per user, step = one token with KV cache), parity-checked against PyTorch before release.
+
+    spark-submit jobs/export.py --conf conf/beauty.yaml [export.model_version=m-...]
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from jobs.common import JobContext, log_event, main_for
+
+ONNX_DIR = "onnx"
+
+
+def run(ctx: JobContext) -> None:
+    from genrec_model.export import ExportConfig, export_onnx, load_manifest, write_manifest
+    from genrec_model.model_store import load_model
+    from genrec_model.ort_step import OrtConfig, OrtStepModel, export_shared_step, load_step_model
+    from genrec_model.parity import max_logit_diff
+    from genrec_model.torch_step import TorchStepModel
+
+    cfg = ctx.cfg.export
+    bundle = load_model(ctx.cfg.artifact_path("models"), cfg.model_version)
+    version, codebook = bundle.manifest["model_version"], bundle.manifest["codebook_version"]
+    out_dir = os.path.join(bundle.path, ONNX_DIR)
+    manifest = export_onnx(bundle.model, bundle.vocab, out_dir, version, codebook,
+                           ExportConfig(opset=cfg.opset, prefer_dynamo=cfg.prefer_dynamo),
+                           extra={"config_hash_run": ctx.cfg.config_hash(), "dataset": ctx.cfg.data.dataset})
+    if cfg.shared_prefix_step:
+        export_shared_step(bundle.model, out_dir, cfg.opset)
+    reference = TorchStepModel(bundle.model, "cpu")
+    diffs = {"step": max_logit_diff(reference, OrtStepModel(out_dir, OrtConfig()), bundle.vocab.vocab_size)}
+    if cfg.shared_prefix_step:
+        diffs["step_shared"] = max_logit_diff(reference, load_step_model(out_dir, OrtConfig()),
+                                              bundle.vocab.vocab_size)
+    manifest["parity_max_abs_diff"] = diffs
+    write_manifest(out_dir, manifest)
+    load_manifest(out_dir, codebook)  # what the recommend job will check
+    worst = max(diffs.values())
+    ctx.counts.update({"parity_max_abs_diff": worst, "vocab_size": bundle.vocab.vocab_size})
+    log_event("export", "onnx", model_version=version, path=out_dir, parity=worst,
+              exporter=manifest["exporter"]["prefill"] if isinstance(manifest.get("exporter"), dict) else "")
+    if worst > cfg.parity_tolerance:
+        raise RuntimeError(f"ONNX parity check failed: max |logit diff| {worst:.2e} > {cfg.parity_tolerance:.0e}")
+
+
+if __name__ == "__main__":
+    sys.exit(main_for("export", run))
