@@ -2,6 +2,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from genrec_model.codebook_store import CodebookError, CodebookMeta, load_codebook, read_manifest, save_codebook
 from genrec_model.rqvae import FrozenRQVAE
@@ -144,3 +146,24 @@ def test_codebook_store_errors(tmp_path):
         read_manifest(path)
     with pytest.raises(CodebookError, match="no manifest"):
         load_codebook(tmp_path / "missing")
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 40), k=st.integers(1, 3), n_old=st.integers(0, 40), seed=st.integers(0, 10_000),
+       scheme=st.sampled_from(["dedup", "hybrid"]))
+def test_property_unique_and_old_codes_kept(n, k, n_old, seed, scheme):
+    rng = np.random.default_rng(seed)
+    sem = rng.integers(0, k, size=(n, 2))
+    keys = [f"k{v}" for v in rng.permutation(1000)[:n]]
+    n_old = min(n_old, n)
+    old = assign_sids(sem[:n_old], keys[:n_old], k, scheme)
+    out = assign_sids(sem, keys, k, scheme, existing=old.as_dict(keys[:n_old]))
+    assert len({tuple(r) for r in out.codes}) == n
+    np.testing.assert_array_equal(out.codes[:n_old], old.codes)
+    assert out.n_new == n - n_old
+    assert all(int(out.codes[:, lv].max()) < size for lv, size in enumerate(out.level_sizes))
+    if scheme == "dedup":  # semantic prefix preserved, digits contiguous from 0 in each group
+        np.testing.assert_array_equal(out.codes[:, :2], sem)
+        for t in {tuple(r) for r in sem}:
+            digits = sorted(out.codes[(sem == t).all(1), 2].tolist())
+            assert digits == list(range(len(digits)))
