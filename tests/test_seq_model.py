@@ -68,3 +68,23 @@ def test_hf_gpt2_same_logits():
         theirs = hf(input_ids=ids, attention_mask=mask, position_ids=pos).logits
     real = mask.bool()
     torch.testing.assert_close(ours[real], theirs[real], atol=1e-5, rtol=0)
+
+
+def test_torch_step_model_matches_full_forward():
+    from genrec_model.torch_step import TorchStepModel
+
+    m = _model(4)
+    step = TorchStepModel(m)
+    hist = [np.array([1, 5, 9]), np.array([1, 6, 7, 8, 10])]
+    ids = np.array([[0, 0, 1, 5, 9], [1, 6, 7, 8, 10]])
+    mask = (ids > 0).astype(np.int64)
+    pos = np.maximum(mask.cumsum(1) - 1, 0)
+    logits, state = step.prefill(ids, mask, pos)
+    state = step.reorder(state, np.array([1, 0, 0]))  # user 1 once, user 0 twice
+    nxt = np.array([20, 21, 22])
+    logits2, state = step.step(nxt, state)
+    for row, (u, t) in enumerate(zip([1, 0, 0], nxt)):
+        full, _, _ = m(torch.tensor([np.r_[hist[u], t]]))
+        np.testing.assert_allclose(logits2[row], full[0, -1].detach().numpy(), atol=1e-5)
+        if row == 0:
+            np.testing.assert_allclose(logits[1], full[0, -2].detach().numpy(), atol=1e-5)
