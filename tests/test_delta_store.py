@@ -122,3 +122,16 @@ def test_append_rows_and_snapshot_mode(spark, store):
     df, version = store.read(log)
     assert version == 1 and sorted(r["k"] for r in df.collect()) == [1, 2, 3]
     assert isinstance(DeltaTable(store.path(log)).to_pandas(), pd.DataFrame)
+
+
+def test_one_commit_replaces_several_partitions(spark, store):
+    multi = TableSpec("multi_test", RECS.schema, partition_by=("run_date",), write_mode="partition")
+    both = _rows(spark, "2024-01-01", 4).unionByName(_rows(spark, "2024-01-02", 3))
+    store.write(both, multi, replace_partitions=[{"run_date": "2024-01-01"}, {"run_date": "2024-01-02"}])
+    store.write(_rows(spark, "2024-01-03", 2), multi, replace_partitions=[{"run_date": "2024-01-03"}])
+    again = _rows(spark, "2024-01-01", 1, tag="z")  # 01-02 listed but empty: it ends up empty
+    res = store.write(again, multi, replace_partitions=[{"run_date": "2024-01-01"}, {"run_date": "2024-01-02"}])
+    assert res.version == 2
+    df, _ = store.read(multi)
+    counts = df.groupBy("run_date").count().toPandas().set_index("run_date")["count"].to_dict()
+    assert counts == {"2024-01-01": 1, "2024-01-03": 2}

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 from deltalake.schema import Schema as DeltaSchema
-from deltalake.transaction import AddAction, CommitProperties, create_table_with_add_actions
+from deltalake.transaction import AddAction, CommitProperties, RemoveAction, create_table_with_add_actions
 
 from genrec_model.schemas import TableSpec
 
@@ -244,16 +244,13 @@ class DeltaStore:
                     raise
                 log.warning("table %s was created concurrently (%s); committing on top of it", spec.name, e)
         self._check_table_schema(spec, table)
-        if spec.write_mode == "append":
-            mode, filters = "append", None
-        elif spec.write_mode == "snapshot":
-            mode, filters = "overwrite", None
-        else:
-            mode = "overwrite"
-            filters = [[(k, "=", v) for k, v in part.items()] for part in replace_partitions]
-            filters = filters[0] if len(filters) == 1 else filters
+        mode = "overwrite" if spec.write_mode == "snapshot" else "append"
+        if spec.write_mode == "partition":
+            # Replace several partitions in ONE commit: remove their current files explicitly
+            # (delta-rs partition filters take a single conjunction only).
+            actions = actions + _remove_actions(table, spec, replace_partitions)
         table.create_write_transaction(actions, mode, spec.schema, list(spec.partition_by) or None,
-                                       partition_filters=filters, commit_properties=props)
+                                       commit_properties=props)
         return self._table(spec).version()
 
     def _check_table_schema(self, spec: TableSpec, table: DeltaTable) -> None:
@@ -278,6 +275,21 @@ class DeltaStore:
                         commit_properties=CommitProperties(custom_metadata=metadata or {},
                                                            max_commit_retries=self.commit_retries))
         return self._table(spec).version()
+
+
+def _remove_actions(table: DeltaTable, spec: TableSpec, partitions: list[dict[str, str]]) -> list[RemoveAction]:
+    files = pa.table(table.get_add_actions(flatten=True))
+    if files.num_rows == 0:
+        return []
+    wanted = {tuple(str(p[k]) for k in spec.partition_by) for p in partitions}
+    cols = [files.column(f"partition.{k}").to_pylist() for k in spec.partition_by]
+    now = int(time.time() * 1000)
+    out = []
+    for i, (path, size) in enumerate(zip(files.column("path").to_pylist(), files.column("size_bytes").to_pylist())):
+        values = tuple(str(c[i]) if c[i] is not None else None for c in cols)
+        if values in wanted:
+            out.append(RemoveAction(path, True, now, size, dict(zip(spec.partition_by, values))))
+    return out
 
 
 def _native_delta_available(spark) -> bool:
