@@ -202,7 +202,7 @@ def train(
             from tqdm import tqdm
 
             it = tqdm(batch_list, desc=f"epoch {epoch}", leave=False, mininterval=2.0)
-        loss_sum, n_tok, te = 0.0, 0, time.time()
+        loss_sum, n_tok, n_seq, te = 0.0, 0, 0, time.time()
         timed_out = False
         for idx in it:
             x, y, w = (torch.as_tensor(a, device=device) for a in collate([data.tokens[i] for i in idx],
@@ -218,6 +218,7 @@ def train(
             opt.step()
             step += 1
             loss_sum += float(loss.detach()) * x.shape[0]
+            n_seq += x.shape[0]
             n_tok += int((x != 0).sum())
             if cfg.progress:
                 it.set_postfix(loss=f"{float(loss.detach()):.3f}", tok_s=f"{n_tok / (time.time() - te):.0f}")
@@ -225,7 +226,7 @@ def train(
                 timed_out = True
                 break
         metrics = validate(model)
-        row = {"epoch": epoch, "train_loss": loss_sum / max(1, len(data)), **metrics,
+        row = {"epoch": epoch, "train_loss": loss_sum / max(1, n_seq), **metrics,
                "minutes": (time.time() - t0) / 60}
         result.history.append(row)
         if cfg.progress:
