@@ -29,11 +29,12 @@ class SASRecTrainConfig:
     patience: int = 10  # epochs without a validation gain before stopping
     eval_k: int = 10
     eval_every: int = 1
-    time_budget_s: float = float("inf")
+    time_budget_s: float = float("inf")  # checked after each epoch
     seed: int = 0
     bucket_batches: int = 50  # batches sorted by length together, to cut padding
     eval_batch_size: int = 1024
-    # bfloat16 logits and softmax: ~2.5x faster full-softmax steps on CPUs with AVX512-BF16
+    # bfloat16 autocast incl. logits and softmax: x1.8 per train step on Beauty (AVX512-BF16 CPU;
+    # benchmarks/sasrec_beauty.py --time-steps)
     bf16: bool = False
 
 
@@ -67,7 +68,10 @@ def pad_right(seqs: Sequence[np.ndarray], max_len: int | None = None) -> tuple[n
     return out, lengths
 
 
-def _batches(lengths: np.ndarray, batch_size: int, bucket_batches: int, rng: np.random.Generator) -> list[np.ndarray]:
+def length_bucketed_batches(
+    lengths: np.ndarray, batch_size: int, bucket_batches: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Shuffled index batches; within each group of bucket_batches batches, similar lengths go together."""
     order = rng.permutation(len(lengths))
     chunk = batch_size * bucket_batches
     batches: list[np.ndarray] = []
@@ -129,9 +133,14 @@ def sasrec_rank(
 
 
 def evaluate_examples(
-    model: SASRec, examples: Sequence[Example], ks=(5, 10, 20), exclude: Sequence[np.ndarray] | None = None
+    model: SASRec,
+    examples: Sequence[Example],
+    ks=(5, 10, 20),
+    exclude: Sequence[np.ndarray] | None = None,
+    batch_size: int = 1024,
 ) -> dict[str, float]:
-    ranked = sasrec_rank(model, [e.history for e in examples], max(ks), exclude=exclude)
+    """Recall@K / NDCG@K of full-catalog ranking on leave-one-out examples."""
+    ranked = sasrec_rank(model, [e.history for e in examples], max(ks), exclude=exclude, batch_size=batch_size)
     return recall_ndcg_at_k(ranked, np.array([e.target for e in examples]), ks=ks)
 
 
@@ -159,7 +168,7 @@ def train_sasrec(
     for epoch in range(1, train_cfg.max_epochs + 1):
         model.train()
         losses = []
-        for idx in _batches(win_lengths, train_cfg.batch_size, train_cfg.bucket_batches, rng):
+        for idx in length_bucketed_batches(win_lengths, train_cfg.batch_size, train_cfg.bucket_batches, rng):
             batch, _ = pad_right([windows[i] for i in idx])
             loss = sequence_loss(model, batch, train_cfg.bf16)
             opt.zero_grad(set_to_none=True)
@@ -169,7 +178,7 @@ def train_sasrec(
         out_of_time = time.perf_counter() - t0 > train_cfg.time_budget_s
         if epoch % train_cfg.eval_every and not out_of_time and epoch != train_cfg.max_epochs:
             continue
-        m = evaluate_examples(model, valid, ks=(train_cfg.eval_k,))
+        m = evaluate_examples(model, valid, ks=(train_cfg.eval_k,), batch_size=train_cfg.eval_batch_size)
         row = {"epoch": epoch, "loss": float(np.mean(losses)), **m, "seconds": time.perf_counter() - t0}
         history.append(row)
         if log is not None:
