@@ -25,12 +25,13 @@ def test_metrics_frame_parses_keys():
 
 
 def test_metrics_table_rows_and_anchor_rows():
-    table = metrics_table(_metrics(), {"TIGER (published)": {"recall@10": 0.0648}})
+    table = metrics_table(_metrics(), {"TIGER (published)": {"recall@10": 0.0648}}, anchor_dataset="beauty")
     assert list(table.columns) == ["dataset", "model", "split", "source",
                                    "ndcg@5", "ndcg@10", "recall@5", "recall@10"]
     assert table[["model", "split", "source"]].values.tolist() == [
         ["SASRec-CE", "test", "measured"], ["MostPop", "test", "measured"],
         ["SASRec-CE", "valid", "measured"], ["TIGER (published)", "test", "published"]]
+    assert table["dataset"].tolist() == ["beauty"] * 4
     assert table.loc[0, "recall@10"] == 0.0812
     assert table.loc[3, "recall@10"] == 0.0648 and np.isnan(table.loc[3, "ndcg@5"])
     with pytest.raises(ValueError):
