@@ -139,6 +139,39 @@ def rank_users(model, vocab, trie, item_tokens, histories, beam: int, users_per_
     return items
 
 
+def export_and_check(model, vocab, trie, item_tokens, histories, targets, args) -> dict:
+    """Export ONNX, then decode the same users with ORT and torch: max logit diff and equal top-10."""
+    from genrec_model.export import OrtStepModel, export_onnx
+    from genrec_model.train_data import left_pad
+
+    model = model.cpu().eval()
+    man = export_onnx(model, vocab, args.export, model_version=os.path.basename(args.out.rstrip("/")),
+                      codebook_version=f"beauty-{args.sid_method}-{args.levels}x{args.codebook}-seed{args.seed}")
+    ort_m, pt_m = OrtStepModel(args.export), TorchStepModel(model)
+    toks = [history_tokens(h, item_tokens) for h in histories]
+    batch = left_pad(toks[:64])
+    a, sa = ort_m.prefill(*batch)
+    b, sb = pt_m.prefill(*batch)
+    diff = float(np.abs(a - b).max())
+    rows = np.repeat(np.arange(len(a)), 4)
+    sa, sb = ort_m.reorder(sa, rows), pt_m.reorder(sb, rows)
+    tok = np.full(len(rows), vocab.level_range(0)[0] + 3)
+    a, _ = ort_m.step(tok, sa)
+    b, _ = pt_m.step(tok, sb)
+    diff = max(diff, float(np.abs(a - b).max()))
+    starts = tuple(vocab.level_range(lv)[0] for lv in range(vocab.n_levels))
+    cfg = BeamSearchConfig(beam_width=args.beam, top_k=10)
+    t = time.time()
+    ri, _ = decode(ort_m, trie, starts, toks, cfg)
+    t_ort = time.time() - t
+    t = time.time()
+    rt, _ = decode(pt_m, trie, starts, toks, cfg)
+    t_pt = time.time() - t
+    return {"exporter": man["exporter"], "max_abs_logit_diff": diff, "same_top10": float((ri == rt).all(1).mean()),
+            "users": len(toks), "ort_s": round(t_ort, 2), "torch_s": round(t_pt, 2),
+            "recall@10_ort": recall_ndcg_at_k(ri, targets, ks=(10,))["recall@10"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data-dir", default=DATA)
@@ -173,6 +206,7 @@ def main() -> None:
     ap.add_argument("--test-users", type=int, default=0, help="0 = all users, -1 = skip the test split")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--export", default="", help="also export ONNX here and check ORT vs torch on test users")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
@@ -232,6 +266,8 @@ def main() -> None:
                "train_minutes": round(res.minutes, 2), "stopped": res.stopped, "test_users": len(tt),
                "test_minutes": round((time.time() - te) / 60, 2),
                "test": {k: round(v, 4) for k, v in test.items()}}
+    if args.export:
+        summary["onnx"] = export_and_check(model, vocab, trie, item_tokens, th[:256], tt[:256], args)
     print(json.dumps(summary), flush=True)
     with open(os.path.join(args.out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
