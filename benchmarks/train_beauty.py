@@ -206,6 +206,7 @@ def main() -> None:
     ap.add_argument("--test-users", type=int, default=0, help="0 = all users, -1 = skip the test split")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", default="", help="start from this best.pt (with --epochs 0: evaluate/export only)")
     ap.add_argument("--export", default="", help="also export ONNX here and check ORT vs torch on test users")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -247,6 +248,8 @@ def main() -> None:
                           d_ff=args.d_ff, dropout=args.dropout, max_positions=max_pos)
     torch.manual_seed(args.seed)
     model = SeqModel(mcfg)
+    if args.init:
+        model.load_state_dict(torch.load(args.init, map_location="cpu")["state_dict"])
     tcfg = TrainConfig(lr=args.lr, weight_decay=args.weight_decay, warmup_steps=args.warmup, batch_size=args.batch_size,
                        epochs=args.epochs, max_minutes=args.max_minutes, patience=args.patience,
                        label_smoothing=args.label_smoothing, seed=args.seed, threads=args.threads,
