@@ -1,6 +1,7 @@
 """`genrec` console script.
 
     genrec run STAGE --conf FILE [key=value ...]     (same as spark-submit jobs/STAGE.py ...)
+    genrec report --conf FILE [run_date=...]          (HTML + PNG report of a run date)
     genrec stages
 """
 from __future__ import annotations
@@ -10,6 +11,7 @@ import sys
 from jobs.stages import STAGES
 
 USAGE = f"""usage: genrec run STAGE --conf FILE [key=value ...]
+       genrec report --conf FILE [run_date=YYYY-MM-DD] [key=value ...]
        genrec stages
 stages: {', '.join(STAGES)}, pipeline (all in order)"""
 
@@ -22,6 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] == "stages":
         print("\n".join(STAGES + ["pipeline"]))
         return 0
+    if argv[0] == "report":
+        from jobs.common import main_for
+        from jobs.report import run as report
+
+        return main_for("report", report, argv[1:])
     if argv[0] != "run" or len(argv) < 2:
         print(USAGE, file=sys.stderr)
         return 2

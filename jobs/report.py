@@ -1,0 +1,53 @@
+"""`genrec report`: the metrics of a run date, SID statistics and decode throughput -> an HTML report
+with PNG plots under `<artifacts.root>/reports/<run_date>/`.
+
+    genrec report --conf conf/beauty.yaml run_date=2026-11-24
+"""
+from __future__ import annotations
+
+import sys
+
+import pandas as pd
+
+from genrec_model.schemas import JOB_RUNS, METRICS
+from jobs.common import JobContext, log_event, main_for
+
+SID_KEYS = ("items", "collision_rate_before_dedup", "dedup_digits", "recon_mse", "train_seconds",
+            "assign_items_per_s", "utilization_l1", "utilization_l2", "utilization_l3",
+            "max_items_prefix_l1", "max_items_prefix_l2", "max_items_prefix_l3")
+
+
+def latest_counts(runs: pd.DataFrame, job: str) -> dict:
+    done = runs[(runs["job"] == job) & (runs["status"] == "succeeded")].sort_values("started_at")
+    return dict(done.iloc[-1]["counts"]) if len(done) else {}
+
+
+def run(ctx: JobContext) -> None:
+    from pyspark.sql import functions as F
+
+    from genrec_model.report import write_report
+
+    metrics = ctx.read(METRICS).where(F.col("run_date") == ctx.run_date).toPandas()
+    if metrics.empty:
+        raise RuntimeError(f"no metrics for run_date={ctx.run_date}: run `evaluate` first")
+    ranking = metrics[metrics["metric"].isin(["recall", "ndcg"])][["model", "split", "metric", "k", "value",
+                                                                   "dataset"]].astype({"k": int})
+    runs = ctx.read(JOB_RUNS).toPandas()
+    sids = latest_counts(runs, "sids")
+    rec = latest_counts(runs, "recommend")
+    train = latest_counts(runs, "train")
+    other = metrics[~metrics["metric"].isin(["recall", "ndcg"])][["model", "split", "metric", "k", "value"]]
+    sections = {
+        "Coverage, diversity, fallback": other.reset_index(drop=True),
+        "Semantic IDs (latest sids run)": {k: sids[k] for k in SID_KEYS if k in sids},
+        "Training (latest train run)": train,
+        "Decoding (latest recommend run)": {k: v for k, v in rec.items() if "users" in k or "seconds" in k},
+    }
+    path = write_report(ctx.cfg.artifact_path("reports", ctx.run_date), ranking, extra_sections=sections,
+                        title=f"genrec evaluation — {ctx.cfg.data.dataset} — {ctx.run_date}")
+    ctx.counts["metric_rows"] = len(metrics)
+    log_event("report", "written", path=str(path))
+
+
+if __name__ == "__main__":
+    sys.exit(main_for("report", run))
