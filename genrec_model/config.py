@@ -13,6 +13,7 @@ from typing import Literal
 from genrec_model.config_loader import REQUIRED, load_dataclass, stable_hash, to_dict
 from genrec_model.fit import FitConfig
 from genrec_model.rqvae import RQVAEConfig
+from genrec_model.sasrec_train import SASRecTrainConfig
 from genrec_model.serving import ServingConfig
 
 DatasetFormat = Literal["amazon_p5", "lcrec", "movielens_csv", "ml100k_atomic"]
@@ -118,6 +119,24 @@ class RecommendConfig:
 
 
 @dataclass(frozen=True)
+class SASRecSize:
+    max_len: int = 50
+    d_model: int = 64
+    n_layer: int = 2
+    n_head: int = 2
+    d_ff: int = 256
+    dropout: float = 0.5
+
+
+@dataclass(frozen=True)
+class BaselinesConfig:
+    """Reference models evaluated on the same splits by the same `evaluate` code."""
+    models: list[Literal["popularity", "sasrec"]] = field(default_factory=lambda: ["popularity", "sasrec"])
+    sasrec: SASRecSize = field(default_factory=SASRecSize)
+    sasrec_train: SASRecTrainConfig = field(default_factory=SASRecTrainConfig)
+
+
+@dataclass(frozen=True)
 class EvaluateConfig:
     ks: list[int] = field(default_factory=lambda: [1, 5, 10, 20])
     splits: list[str] = field(default_factory=lambda: ["test", "valid"])
@@ -140,6 +159,7 @@ class GenrecConfig:
     train: FitConfig = field(default_factory=FitConfig)
     export: ExportStageConfig = field(default_factory=ExportStageConfig)
     recommend: RecommendConfig = field(default_factory=RecommendConfig)
+    baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     run_date: str = ""                # YYYY-MM-DD; empty = today (UTC)
     start_date: str = ""              # with end_date: a backfill over [start_date, end_date]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib
 
-STAGES: list[str] = ["ingest", "embed", "sids", "train", "export", "recommend", "evaluate"]
+STAGES: list[str] = ["ingest", "embed", "sids", "train", "export", "recommend", "baselines", "evaluate"]
 
 
 def stage_runner(name: str):

@@ -32,8 +32,9 @@ def item_table(ctx: JobContext) -> pd.DataFrame:
     return items.sort_values("item_id", kind="stable").reset_index(drop=True)
 
 
-def user_sequences(ctx: JobContext, items: pd.DataFrame, shard_dir: str):
-    """Histories as item indices (oldest first), written by Spark as shards, then streamed back."""
+def user_sequences(ctx: JobContext, items: pd.DataFrame, shard_dir: str, with_users: bool = False):
+    """Histories as item indices (oldest first), written by Spark as shards, then streamed back.
+    Users sorted by user_id; with_users also returns their ids."""
     from pyspark.sql import functions as F
 
     index = ctx.spark.createDataFrame(pd.DataFrame({"item_id": items["item_id"], "idx": np.arange(len(items))}))
@@ -42,9 +43,11 @@ def user_sequences(ctx: JobContext, items: pd.DataFrame, shard_dir: str):
             .select("user_id", F.col("ev.idx").alias("items")))
     seqs.write.mode("overwrite").parquet(shard_dir)
     table = pads.dataset(shard_dir, format="parquet").to_table()
-    order = np.argsort(np.asarray(table.column("user_id").to_pylist()), kind="stable")
+    users = np.asarray(table.column("user_id").to_pylist(), dtype=object)
+    order = np.argsort(users, kind="stable")
     items_col = table.column("items").to_pylist()
-    return [np.asarray(items_col[i], dtype=np.int64) for i in order]
+    sequences = [np.asarray(items_col[i], dtype=np.int64) for i in order]
+    return (list(users[order]), sequences) if with_users else sequences
 
 
 def run(ctx: JobContext) -> None:
