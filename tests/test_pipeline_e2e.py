@@ -22,7 +22,7 @@ FAST = ["embed.batch_size=128", "sids.rqvae.epochs=8", "sids.rqvae.n_levels=2", 
         "train.model.n_layer=1", "train.model.d_model=32", "train.model.n_head=2", "train.model.d_ff=64",
         "train.trainer.epochs=2", "train.trainer.progress=false", "train.valid_users=50", "train.valid_beam=10",
         "recommend.beam_width=10", "recommend.candidates=10", "recommend.serving.top_k=10",
-        "recommend.splits=[serve, test, valid]", "run_date=2024-03-01"]
+        "recommend.splits=[serve, test, valid]", "baselines.sasrec_train.max_epochs=2", "run_date=2024-03-01"]
 
 
 def _run(cfg, spark, stage):
