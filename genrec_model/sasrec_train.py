@@ -22,9 +22,11 @@ from genrec_model.splits import Example
 
 @dataclass(frozen=True)
 class SASRecTrainConfig:
-    lr: float = 1e-3
+    # lr and batch_size: best of a small sweep on Beauty under a ~15 min CPU budget
+    # (benchmarks/sasrec_beauty.py; RecBole uses 1e-3 and 2048 one-target examples)
+    lr: float = 3e-3
     weight_decay: float = 0.0
-    batch_size: int = 128  # sequences (windows) per step
+    batch_size: int = 64  # sequences (windows) per step
     max_epochs: int = 200
     patience: int = 10  # epochs without a validation gain before stopping
     eval_k: int = 10
