@@ -17,14 +17,14 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import quote, unquote
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from deltalake.schema import Schema as DeltaSchema
 from deltalake.transaction import AddAction, CommitProperties, RemoveAction, create_table_with_add_actions
 
@@ -33,6 +33,7 @@ from genrec_model.schemas import TableSpec
 log = logging.getLogger("genrec.delta")
 
 STAGING_DIR = "_staging"
+LOG_DIR = "_delta_log"
 _HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 # Reader features the file-list read path cannot honour: refuse rather than return wrong rows.
 _UNSUPPORTED_READER_FEATURES = {"deletionVectors", "columnMapping"}
@@ -48,6 +49,18 @@ class WriteResult:
     version: int
     num_files: int
     num_rows: int
+
+
+@dataclass(frozen=True)
+class VacuumResult:
+    table: str
+    deleted_files: list[str] = field(default_factory=list)   # relative to the table root
+    deleted_staging: list[str] = field(default_factory=list)  # leftover _staging/<txn> folders
+    bytes_freed: int = 0
+
+
+class ConcurrentWriteError(RuntimeError):
+    """Another writer kept committing to the same table; this write gave up after its retries."""
 
 
 def spark_schema(spec: TableSpec, data_only: bool = False):
@@ -110,6 +123,7 @@ class DeltaStore:
         self.root = root.rstrip("/")
         self.storage_options = dict(storage_options or {})
         self.commit_retries = commit_retries
+        self.conflicts_seen = 0  # replace commits that lost a race and were retried
         self.native = _native_delta_available(spark) if delta_mode == "auto" else delta_mode == "native"
         if delta_mode == "native" and not _native_delta_available(spark):
             raise RuntimeError("lakehouse.delta_mode=native but the Spark session has no Delta connector "
@@ -243,15 +257,40 @@ class DeltaStore:
                 if table is None:
                     raise
                 log.warning("table %s was created concurrently (%s); committing on top of it", spec.name, e)
-        self._check_table_schema(spec, table)
+        if spec.write_mode == "append":  # appends commute: delta-rs rebases them on concurrent commits
+            self._check_table_schema(spec, table)
+            table.create_write_transaction(actions, "append", spec.schema, list(spec.partition_by) or None,
+                                           commit_properties=props)
+            return self._table(spec).version()
+        return self._commit_replace(spec, table, actions, replace_partitions, meta)
+
+    def _commit_replace(self, spec: TableSpec, table: DeltaTable, actions: list[AddAction], replace_partitions,
+                        meta) -> int:
+        """Commit a replace (snapshot or partitions) against exactly the snapshot its removes came from.
+
+        delta-rs would rebase a losing commit onto the winner, keeping the winner's files next to
+        ours (both writers' rows). So the commit may not be retried by delta-rs (max_commit_retries=0):
+        on a conflict we reload the table, recompute the removes from the new snapshot and try
+        again; the last writer to commit wins the whole partition.
+        """
+        props = CommitProperties(custom_metadata=meta, max_commit_retries=0)
         mode = "overwrite" if spec.write_mode == "snapshot" else "append"
-        if spec.write_mode == "partition":
-            # Replace several partitions in ONE commit: remove their current files explicitly
-            # (delta-rs partition filters take a single conjunction only).
-            actions = actions + _remove_actions(table, spec, replace_partitions)
-        table.create_write_transaction(actions, mode, spec.schema, list(spec.partition_by) or None,
-                                       commit_properties=props)
-        return self._table(spec).version()
+        for attempt in range(self.commit_retries + 1):
+            self._check_table_schema(spec, table)
+            removes = _remove_actions(table, spec, replace_partitions) if spec.write_mode == "partition" else []
+            read_version = table.version()
+            try:
+                table.create_write_transaction(actions + removes, mode, spec.schema,
+                                               list(spec.partition_by) or None, commit_properties=props)
+            except CommitFailedError as e:
+                self.conflicts_seen += 1
+                log.warning("delta commit conflict table=%s read_version=%d attempt=%d: %s", spec.name,
+                            read_version, attempt + 1, e)
+                table = self._table(spec)
+                continue
+            return read_version + 1  # no delta-rs rebase: the commit landed right after what we read
+        raise ConcurrentWriteError(f"table {spec.name}: commit lost to concurrent writers "
+                                   f"{self.commit_retries + 1} times; nothing was written")
 
     def _check_table_schema(self, spec: TableSpec, table: DeltaTable) -> None:
         def fields(schema: DeltaSchema):
@@ -276,6 +315,76 @@ class DeltaStore:
                                                            max_commit_retries=self.commit_retries))
         return self._table(spec).version()
 
+
+    # ------------------------------------------------------------------ maintenance
+    def vacuum_orphans(self, spec: TableSpec, older_than_seconds: float, dry_run: bool = False) -> VacuumResult:
+        """Delete files under the table root that no log entry references, and leftover staging folders.
+
+        A file is kept when any retained log entry (JSON commit or checkpoint; add or remove)
+        names it, so time travel keeps working; `_delta_log` is never touched. Only files (and
+        `_staging/<txn>` folders whose newest file is) older than `older_than_seconds` go: a
+        writer moves its files into place before it commits, so those must be younger than the
+        threshold (keep it well above the longest write).
+        """
+        if older_than_seconds < 0:
+            raise ValueError("older_than_seconds must be >= 0")
+        if self._table(spec) is None:
+            return VacuumResult(spec.name)
+        fs, root = pafs.FileSystem.from_uri(self.path(spec))
+        referenced = _log_referenced_files(fs, root)
+        cutoff_ns = time.time_ns() - int(older_than_seconds * 1e9)
+        deleted, staged, freed = [], [], 0
+        for entry in fs.get_file_info(pafs.FileSelector(root, recursive=False)):
+            if entry.base_name == LOG_DIR:
+                continue
+            if entry.base_name == STAGING_DIR and entry.type == pafs.FileType.Directory:
+                for txn in fs.get_file_info(pafs.FileSelector(entry.path, recursive=False)):
+                    files = [i for i in fs.get_file_info(pafs.FileSelector(txn.path, recursive=True))
+                             if i.type == pafs.FileType.File] if txn.type == pafs.FileType.Directory else [txn]
+                    newest = max(i.mtime_ns or 0 for i in files) if files else (txn.mtime_ns or 0)
+                    if newest < cutoff_ns:
+                        staged.append(f"{STAGING_DIR}/{txn.base_name}")
+                        freed += sum(i.size or 0 for i in files)
+                        if not dry_run:
+                            (fs.delete_dir if txn.type == pafs.FileType.Directory else fs.delete_file)(txn.path)
+                continue
+            if entry.base_name.startswith(("_", ".")):
+                continue  # not ours (e.g. _change_data would need the connector): leave it
+            files = ([i for i in fs.get_file_info(pafs.FileSelector(entry.path, recursive=True))
+                      if i.type == pafs.FileType.File] if entry.type == pafs.FileType.Directory else [entry])
+            for info in files:
+                rel = info.path[len(root) + 1:]
+                if rel in referenced or (info.mtime_ns or 0) >= cutoff_ns:
+                    continue
+                deleted.append(rel)
+                freed += info.size or 0
+                if not dry_run:
+                    fs.delete_file(info.path)
+        log.info("vacuum_orphans table=%s files=%d staging=%d bytes=%d dry_run=%s", spec.name, len(deleted),
+                 len(staged), freed, dry_run)
+        return VacuumResult(spec.name, sorted(deleted), sorted(staged), freed)
+
+
+def _log_referenced_files(fs: pafs.FileSystem, root: str) -> set[str]:
+    """Every data file path (decoded, relative to the root) named by an add or remove in the log."""
+    paths: set[str] = set()
+    for info in fs.get_file_info(pafs.FileSelector(f"{root}/{LOG_DIR}", recursive=False)):
+        name = info.base_name
+        if name.endswith(".json") and name[:-5].isdigit():
+            with fs.open_input_stream(info.path) as f:
+                for line in f.read().decode("utf-8").splitlines():
+                    if not line.strip():
+                        continue
+                    action = json.loads(line)
+                    for kind in ("add", "remove", "cdc"):
+                        if kind in action:
+                            paths.add(unquote(action[kind]["path"]))
+        elif ".checkpoint" in name and name.endswith(".parquet"):
+            ckpt = pq.read_table(info.path, filesystem=fs)
+            for kind in ("add", "remove"):
+                if kind in ckpt.column_names:
+                    paths.update(unquote(p["path"]) for p in ckpt.column(kind).to_pylist() if p)
+    return paths
 
 def _remove_actions(table: DeltaTable, spec: TableSpec, partitions: list[dict[str, str]]) -> list[RemoveAction]:
     files = pa.table(table.get_add_actions(flatten=True))
