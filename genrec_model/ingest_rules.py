@@ -18,8 +18,14 @@ import pandas as pd
 RAW_ITEM_COLUMNS = ["item_id", "title", "brand", "categories", "description", "price", "src_order"]
 RAW_INTERACTION_COLUMNS = ["user_id", "item_id", "timestamp", "rating", "event_order"]
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # C0 and C1 controls (not \t \n \r)
+_BAD_ID_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# Lone surrogates (from broken decoding upstream) cannot be encoded as UTF-8: Arrow would fail
+# the whole Spark task on them, so they become U+FFFD before anything leaves a rule.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _SPACES = re.compile(r"\s+")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+MAX_ID_CHARS = 256  # longer ids are refused (bad_*_id), not truncated: truncation could merge ids
 
 
 def clean_text(value, unescape: bool, max_chars: int) -> str | None:
@@ -28,15 +34,29 @@ def clean_text(value, unescape: bool, max_chars: int) -> str | None:
     text = str(value)
     if unescape:
         text = html.unescape(text)
-    text = _SPACES.sub(" ", _CONTROL.sub(" ", text)).strip()
+    text = _SPACES.sub(" ", _CONTROL.sub(" ", _SURROGATE.sub("\ufffd", text))).strip()
     return text[:max_chars] if text else None
 
 
 def clean_id(value) -> str | None:
+    """Stripped id text (surrogates replaced so it stays encodable); None when absent or blank."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
     text = str(value).strip()
-    return text or None
+    return _SURROGATE.sub("\ufffd", text) or None
+
+
+def bad_id(value) -> bool:
+    """A present id that cannot be a key: control characters, lone surrogates, or too long."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return False
+    text = str(value).strip()
+    return bool(text) and (len(text) > MAX_ID_CHARS or _BAD_ID_CHARS.search(text) is not None)
+
+
+def _finite(values: pd.Series) -> pd.Series:
+    numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+    return numbers.where(np.isfinite(numbers))
 
 
 def item_text_hash(title: str, brand: str | None, categories: list[str], description: str | None) -> str:
@@ -46,7 +66,8 @@ def item_text_hash(title: str, brand: str | None, categories: list[str], descrip
 
 def _records(raw: pd.DataFrame, columns: list[str]) -> list[str]:
     rows = raw[columns].astype(object).where(raw[columns].notna(), None)
-    return [json.dumps(dict(zip(columns, r)), ensure_ascii=False, default=str) for r in rows.itertuples(False)]
+    return [_SURROGATE.sub("\ufffd", json.dumps(dict(zip(columns, r)), ensure_ascii=False, default=str))
+            for r in rows.itertuples(False)]
 
 
 def clean_items(raw: pd.DataFrame, category_sep: str, unescape: bool = True, max_chars: int = 4000) -> pd.DataFrame:
@@ -56,11 +77,14 @@ def clean_items(raw: pd.DataFrame, category_sep: str, unescape: bool = True, max
     out["brand"] = raw["brand"].map(lambda v: clean_text(v, unescape, max_chars))
     out["categories"] = raw["categories"].map(lambda v: _split_categories(v, category_sep, unescape, max_chars))
     out["description"] = raw["description"].map(lambda v: clean_text(v, unescape, max_chars))
-    out["price"] = pd.to_numeric(raw["price"].map(_price_text), errors="coerce")
+    out["price"] = _finite(raw["price"].map(_price_text))
     out["text_hash"] = [item_text_hash(t, b, c, d) for t, b, c, d in
                         zip(out["title"], out["brand"], out["categories"], out["description"])]
     out["src_order"] = raw["src_order"].astype("int64").to_numpy()
-    out["reason"] = np.where(out["item_id"].isna(), "null_item_id", None)
+    reason = np.full(len(raw), None, dtype=object)
+    reason[raw["item_id"].map(bad_id).to_numpy(dtype=bool)] = "bad_item_id"
+    reason[out["item_id"].isna().to_numpy()] = "null_item_id"
+    out["reason"] = reason
     out["record"] = _records(raw, RAW_ITEM_COLUMNS[:-1])
     return out
 
@@ -87,6 +111,8 @@ def clean_interactions(raw: pd.DataFrame, require_timestamp: bool, min_ts: int, 
     out = pd.DataFrame({"user_id": raw["user_id"].map(clean_id), "item_id": raw["item_id"].map(clean_id)})
     ts_raw = raw["timestamp"].map(clean_id)
     seconds = pd.to_numeric(ts_raw, errors="coerce").astype("float64")
+    overflow = seconds.isna() & ts_raw.map(lambda t: t is not None and _NUMBER.fullmatch(t) is not None).astype(bool)
+    seconds[overflow] = ts_raw[overflow].map(float)  # e.g. 1e400: a number, just out of range (inf)
     need_iso = seconds.isna() & ts_raw.notna()
     if need_iso.any():
         iso = pd.to_datetime(ts_raw[need_iso], utc=True, errors="coerce", format="ISO8601")
@@ -94,7 +120,7 @@ def clean_interactions(raw: pd.DataFrame, require_timestamp: bool, min_ts: int, 
     in_range = seconds.between(min_ts, max_ts)
     ts = pd.to_datetime(seconds.where(in_range), unit="s", utc=True)
     out["timestamp"] = ts.astype("datetime64[us, UTC]")
-    out["rating"] = pd.to_numeric(raw["rating"], errors="coerce")
+    out["rating"] = _finite(raw["rating"])
     out["event_order"] = raw["event_order"].astype("int64").to_numpy()
     reason = np.full(len(raw), None, dtype=object)
     has_ts = ts_raw.notna().to_numpy()
@@ -103,6 +129,8 @@ def clean_interactions(raw: pd.DataFrame, require_timestamp: bool, min_ts: int, 
     reason[has_ts & ~parsed] = "bad_timestamp"
     if require_timestamp:
         reason[~has_ts] = "missing_timestamp"
+    reason[raw["item_id"].map(bad_id).to_numpy(dtype=bool)] = "bad_item_id"
+    reason[raw["user_id"].map(bad_id).to_numpy(dtype=bool)] = "bad_user_id"
     reason[out["item_id"].isna().to_numpy()] = "null_item_id"
     reason[out["user_id"].isna().to_numpy()] = "null_user_id"
     out["reason"] = reason
