@@ -84,7 +84,7 @@ def test_torch_step_model_matches_full_forward():
     nxt = np.array([20, 21, 22])
     logits2, state = step.step(nxt, state)
     for row, (u, t) in enumerate(zip([1, 0, 0], nxt)):
-        full, _, _ = m(torch.tensor([np.r_[hist[u], t]]))
+        full, _, _ = m(torch.as_tensor(np.r_[hist[u], t][None]))
         np.testing.assert_allclose(logits2[row], full[0, -1].detach().numpy(), atol=1e-5)
         if row == 0:
             np.testing.assert_allclose(logits[1], full[0, -2].detach().numpy(), atol=1e-5)
