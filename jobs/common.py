@@ -44,6 +44,26 @@ def _fmt(v) -> str:
     return f'"{text}"' if " " in text else text
 
 
+class Progress:
+    """Driver-side progress of a loop: `stage=recommend event=progress step=run_date done=3 total=10
+    rate=0.5/s eta_s=14 item=2024-01-03`, one line per `advance`."""
+
+    def __init__(self, stage: str, step: str, total: int, clock=time.perf_counter):
+        self.stage, self.step, self.total, self.done = stage, step, total, 0
+        self._clock = clock
+        self._t0 = clock()
+
+    def advance(self, n: int = 1, **fields) -> dict[str, float]:
+        self.done += n
+        elapsed = max(self._clock() - self._t0, 1e-9)
+        rate = self.done / elapsed
+        eta = max(self.total - self.done, 0) / rate if rate > 0 else float("inf")
+        snapshot = {"done": self.done, "total": self.total, "rate": rate, "eta_s": eta, "elapsed_s": elapsed}
+        log_event(self.stage, "progress", step=self.step, done=self.done, total=self.total,
+                  rate=f"{rate:.3g}/s", eta_s=round(eta, 1), **fields)
+        return snapshot
+
+
 def parse_args(argv: list[str], prog: str) -> tuple[str, list[str]]:
     parser = argparse.ArgumentParser(prog=prog, description="genrec job; key=value pairs override the config")
     parser.add_argument("--conf", required=True, help="YAML config, e.g. conf/local.yaml")

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from genrec_model.schemas import INTERACTIONS, ITEM_SIDS, RECOMMENDATIONS
-from jobs.common import JobContext, log_event, main_for
+from jobs.common import JobContext, Progress, log_event, main_for
 
 HOLDOUT = {"serve": 0, "valid": 2, "test": 1}
 
@@ -78,6 +78,7 @@ def run(ctx: JobContext) -> None:
     beam = BeamSearchConfig(beam_width=cfg.beam_width, top_k=cfg.candidates, users_per_call=cfg.users_per_call)
     ctx.counts.update({"items_decodable": len(item_ids), "items_dropped_not_in_catalog": int((~keep).sum()),
                        "load_seconds": time.perf_counter() - t0})
+    progress = Progress("recommend", "run_date", len(ctx.cfg.run_dates()))
     for run_date in ctx.cfg.run_dates():
         t1 = time.perf_counter()
         generated_at = dt.datetime.now(dt.timezone.utc)
@@ -111,6 +112,7 @@ def run(ctx: JobContext) -> None:
                            f"{prefix}users_per_s": result.num_rows / max(seconds, 1e-9)})
         log_event("recommend", "written", run_date=run_date, splits=",".join(cfg.splits), rows=result.num_rows,
                   fallback=fallback, seconds=round(seconds, 1), users_per_s=round(result.num_rows / seconds, 1))
+        progress.advance(run_date=run_date, users=result.num_rows)
 
 
 def _popularity(hist, item_ids: np.ndarray) -> np.ndarray:
