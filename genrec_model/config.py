@@ -85,6 +85,8 @@ class SidsConfig:
     collab: CollabConfig = field(default_factory=CollabConfig)
     retrain: bool = False             # train a new codebook version even if one is in use
     partitions: int = 2               # Spark partitions for code assignment
+    threads: int = 1                  # torch threads for codebook training on the driver (small
+                                      # matmuls: more threads only spin on a busy machine)
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,9 @@ def run(ctx: JobContext) -> None:
         collab = _load_collab(cb_dir, manifest)
         log_event("sids", "codebook", version=manifest["version"], reused=True)
     else:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
         t0 = time.perf_counter()
         train = emb.select("item_id", "embedding").toPandas()  # the driver's training set
         if cfg.rqvae.train_sample_size and len(train) > cfg.rqvae.train_sample_size:
