@@ -22,10 +22,12 @@ def build_spark(cfg: SparkConfig, app_suffix: str = ""):
     # Python workers must start this interpreter (with genrec installed), not the system python.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    from pyspark import SparkConf
+    from pyspark import SparkConf, SparkContext
     from pyspark.sql import SparkSession
 
-    conf = SparkConf()  # picks up what spark-submit passed
+    if os.environ.get("PYSPARK_GATEWAY_PORT"):  # under spark-submit its JVM already runs: read its --master etc.
+        SparkContext._ensure_initialized()
+    conf = SparkConf()  # picks up what spark-submit passed (only once the JVM is up)
     builder = SparkSession.builder.appName(f"{cfg.app_name}{'-' + app_suffix if app_suffix else ''}")
     if not conf.contains("spark.master"):
         builder = builder.master(cfg.master)
