@@ -11,7 +11,7 @@ Measured 2026-11-24 on the shared 2-core CPU (threads=1, RQ-VAE 3x256 on MiniLM 
     python benchmarks/train_beauty.py --scheme hybrid --prefix-levels 1 --n-layer 2 --lr 2e-3 \
         --batch-size 128 --epochs 12 --bf16 --max-minutes 45 --patience 3 --out /tmp/model/final1
     test R@5 .0423 N@5 .0284 R@10 .0637 N@10 .0353 (TIGER: .0454 .0321 .0648 .0384)
-Same with --dropout 0.2 --epochs 8: R@10 .0579 N@10 .0312.
+Same with --dropout 0.2 --epochs 8: R@10 .0579 N@10 .0312; --dropout 0.2 --epochs 10: R@10 .0583 N@10 .0322.
 """
 from __future__ import annotations
 
