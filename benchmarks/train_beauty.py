@@ -148,8 +148,9 @@ def rank_users(model, vocab, trie, item_tokens, histories, beam: int, users_per_
 
 def export_and_check(model, vocab, trie, item_tokens, histories, targets, args) -> dict:
     """Export ONNX, then decode the same users with ORT and torch: max logit diff and equal top-10."""
-    from genrec_model.export import OrtStepModel, export_onnx
-    from genrec_model.train_data import left_pad
+    from genrec_model.beam_search import left_pad
+    from genrec_model.export import export_onnx
+    from genrec_model.ort_step import OrtStepModel
 
     model = model.cpu().eval()
     man = export_onnx(model, vocab, args.export, model_version=os.path.basename(args.out.rstrip("/")),

@@ -11,9 +11,7 @@ import json
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
 import torch
 import torch.nn as nn
 
@@ -169,45 +167,3 @@ def load_manifest(model_dir: str, expected_codebook_version: str | None = None) 
     if config_hash(payload) != m["config_hash"]:
         raise ManifestMismatchError(f"{path}: config_hash does not match its contents (edited manifest?)")
     return m
-
-
-@dataclass(frozen=True)
-class OrtState:
-    past_k: np.ndarray  # (n_layer, N, H, P, hd)
-    past_v: np.ndarray
-    attention_mask: np.ndarray  # (N, P)
-    next_position: np.ndarray  # (N,)
-
-
-class OrtStepModel:
-    """StepModel over the exported graphs (onnxruntime, CPUExecutionProvider by default)."""
-
-    def __init__(self, model_dir: str, expected_codebook_version: str | None = None,
-                 providers: list[str] | None = None, threads: int = 1):
-        import onnxruntime as ort
-
-        self.manifest = load_manifest(model_dir, expected_codebook_version)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        prov = providers or ["CPUExecutionProvider"]
-        self.prefill_sess = ort.InferenceSession(os.path.join(model_dir, PREFILL), so, providers=prov)
-        self.step_sess = ort.InferenceSession(os.path.join(model_dir, STEP), so, providers=prov)
-        self.vocab_size = self.manifest["model_config"]["vocab_size"]
-
-    def prefill(self, input_ids: np.ndarray, attention_mask: np.ndarray, position_ids: np.ndarray) -> tuple[np.ndarray, Any]:
-        ids, mask, pos = (np.ascontiguousarray(a, dtype=np.int64) for a in (input_ids, attention_mask, position_ids))
-        logits, k, v = self.prefill_sess.run(None, {"input_ids": ids, "attention_mask": mask, "position_ids": pos})
-        return logits, OrtState(k, v, mask, pos[:, -1] + 1)
-
-    def step(self, tokens: np.ndarray, state: OrtState) -> tuple[np.ndarray, Any]:
-        ids = np.asarray(tokens, dtype=np.int64).reshape(-1, 1)
-        mask = np.concatenate([state.attention_mask, np.ones_like(ids)], axis=1)
-        logits, k, v = self.step_sess.run(None, {"input_ids": ids, "attention_mask": mask,
-                                                 "position_ids": state.next_position[:, None].astype(np.int64),
-                                                 "past_k": state.past_k, "past_v": state.past_v})
-        return logits, OrtState(k, v, mask, state.next_position + 1)
-
-    def reorder(self, state: OrtState, rows: np.ndarray) -> OrtState:
-        r = np.asarray(rows, dtype=np.int64)
-        return OrtState(state.past_k[:, r], state.past_v[:, r], state.attention_mask[r], state.next_position[r])

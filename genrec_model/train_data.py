@@ -190,15 +190,3 @@ def collate(tokens: list[np.ndarray], weights: list[np.ndarray]) -> tuple[np.nda
         n = len(t) - 1
         x[r, :n], y[r, :n], w[r, :n] = t[:-1], t[1:], wt[1:]
     return x, y, w
-
-
-def left_pad(histories: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Left-padded (input_ids, attention_mask, position_ids) for prefill (docs/CONTRACTS.md)."""
-    T = max(len(h) for h in histories)
-    ids = np.full((len(histories), T), PAD, dtype=np.int64)
-    mask = np.zeros((len(histories), T), dtype=np.int64)
-    for r, h in enumerate(histories):
-        ids[r, T - len(h):] = h
-        mask[r, T - len(h):] = 1
-    pos = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
-    return ids, mask, pos

@@ -23,8 +23,6 @@ COLLAB_FILE = "collab_embeddings.parquet"
 
 
 def run(ctx: JobContext) -> None:
-    from pyspark.sql import functions as F
-
     from genrec_model.codebook_store import CodebookMeta, load_codebook, save_codebook
     from genrec_model.rqvae import freeze, train_rqvae
     from genrec_model.sid_codes import assign_sids, sid_stats, sid_string

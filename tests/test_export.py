@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from genrec_model.export import (ExportConfig, ManifestMismatchError, OrtStepModel, build_manifest, export_onnx, load_manifest,
+from genrec_model.ort_step import OrtStepModel
+from genrec_model.export import (ExportConfig, ManifestMismatchError, build_manifest, export_onnx, load_manifest,
                                  write_manifest)
 from genrec_model.seq_model import SeqModel, SeqModelConfig
 from genrec_model.sid_vocab import SidVocab

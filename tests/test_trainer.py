@@ -4,8 +4,9 @@ import torch
 
 from genrec_model.seq_model import SeqModel, SeqModelConfig
 from genrec_model.sid_vocab import SidVocab
+from genrec_model.beam_search import left_pad
 from genrec_model.train_data import (DataConfig, alignment_sequences, build_word_vocab, collate, eval_examples,
-                                     item_word_ids, left_pad, rec_sequences, rec_windows)
+                                     item_word_ids, rec_sequences, rec_windows)
 from genrec_model.trainer import TrainConfig, lr_at, teacher_forced_metrics, train
 
 
