@@ -103,6 +103,17 @@ def _price_text(value):
     return str(value).strip().lstrip("$").replace(",", "") or None
 
 
+def _utc_micros(seconds: pd.Series) -> pd.Series:
+    """Unix seconds (NaN = missing) -> datetime64[us, UTC]. Converted by hand: pandas' unit
+    conversion raises on a floating-point overflow flag left set by other code in a Spark worker."""
+    vals = seconds.to_numpy(dtype="float64")
+    valid = ~np.isnan(vals)
+    micros = np.zeros(len(vals), dtype="int64")
+    with np.errstate(all="ignore"):
+        micros[valid] = np.round(vals[valid] * 1e6).astype("int64")
+    return pd.Series(micros.view("datetime64[us]"), index=seconds.index).where(valid).dt.tz_localize("UTC")
+
+
 def clean_interactions(raw: pd.DataFrame, require_timestamp: bool, min_ts: int, max_ts: int) -> pd.DataFrame:
     """Raw interaction rows -> user_id, item_id, timestamp (UTC), rating, event_order + reason + record.
 
@@ -118,8 +129,7 @@ def clean_interactions(raw: pd.DataFrame, require_timestamp: bool, min_ts: int, 
         iso = pd.to_datetime(ts_raw[need_iso], utc=True, errors="coerce", format="ISO8601")
         seconds[need_iso] = (iso - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
     in_range = seconds.between(min_ts, max_ts)
-    ts = pd.to_datetime(seconds.where(in_range), unit="s", utc=True)
-    out["timestamp"] = ts.astype("datetime64[us, UTC]")
+    out["timestamp"] = _utc_micros(seconds.where(in_range))
     out["rating"] = _finite(raw["rating"])
     out["event_order"] = raw["event_order"].astype("int64").to_numpy()
     reason = np.full(len(raw), None, dtype=object)
