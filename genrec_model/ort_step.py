@@ -58,23 +58,30 @@ def choose_providers(cfg: OrtConfig) -> list:
     return ["CPUExecutionProvider"]
 
 
+def _open_sessions(model_dir: str | Path, step_file: str, cfg: OrtConfig, expected_codebook_version: str | None):
+    """(manifest, providers, prefill session, step session) for an exported model folder."""
+    import onnxruntime as ort
+
+    from genrec_model.export import load_manifest
+
+    model_dir = Path(model_dir)
+    manifest = load_manifest(str(model_dir), expected_codebook_version)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = cfg.intra_op_threads
+    opts.inter_op_num_threads = cfg.inter_op_threads
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    providers = choose_providers(cfg)
+    prefill = ort.InferenceSession(str(model_dir / "prefill.onnx"), opts, providers=providers)
+    step = ort.InferenceSession(str(model_dir / step_file), opts, providers=providers)
+    log.info("onnxruntime providers: %s", prefill.get_providers())
+    return manifest, providers, prefill, step
+
+
 class OrtStepModel:
     def __init__(self, model_dir: str | Path, cfg: OrtConfig = OrtConfig(), expected_codebook_version: str | None = None):
-        import onnxruntime as ort
-
-        from genrec_model.export import load_manifest
-
-        model_dir = Path(model_dir)
-        self.manifest = load_manifest(str(model_dir), expected_codebook_version)
+        self.manifest, self.providers, self.prefill_sess, self.step_sess = _open_sessions(
+            model_dir, "step.onnx", cfg, expected_codebook_version)
         self.vocab_size = int(self.manifest["model_config"]["vocab_size"])
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = cfg.intra_op_threads
-        opts.inter_op_num_threads = cfg.inter_op_threads
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.providers = choose_providers(cfg)
-        self.prefill_sess = ort.InferenceSession(str(model_dir / "prefill.onnx"), opts, providers=self.providers)
-        self.step_sess = ort.InferenceSession(str(model_dir / "step.onnx"), opts, providers=self.providers)
-        log.info("onnxruntime providers: %s", self.prefill_sess.get_providers())
 
     @property
     def on_gpu(self) -> bool:
@@ -227,19 +234,9 @@ class OrtSharedPrefixStepModel:
     accepts_head_ids = True
 
     def __init__(self, model_dir: str | Path, cfg: OrtConfig = OrtConfig(), expected_codebook_version: str | None = None):
-        import onnxruntime as ort
-
-        from genrec_model.export import load_manifest
-
-        model_dir = Path(model_dir)
-        self.manifest = load_manifest(str(model_dir), expected_codebook_version)
+        self.manifest, self.providers, self.prefill_sess, self.step_sess = _open_sessions(
+            model_dir, SHARED_STEP, cfg, expected_codebook_version)
         self.vocab_size = int(self.manifest["model_config"]["vocab_size"])
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = cfg.intra_op_threads
-        opts.inter_op_num_threads = cfg.inter_op_threads
-        self.providers = choose_providers(cfg)
-        self.prefill_sess = ort.InferenceSession(str(model_dir / "prefill.onnx"), opts, providers=self.providers)
-        self.step_sess = ort.InferenceSession(str(model_dir / SHARED_STEP), opts, providers=self.providers)
 
     def prefill(self, input_ids: np.ndarray, attention_mask: np.ndarray, position_ids: np.ndarray) -> tuple[np.ndarray, SharedState]:
         mask = np.ascontiguousarray(attention_mask, dtype=np.int64)
