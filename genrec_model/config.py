@@ -75,6 +75,9 @@ class CollabConfig:
     dim: int = 32
     weight: float = 0.3               # squared-distance share of the collaborative part
     seed: int = 0
+    # Leave out each user's last N events (2 for leave-one-out evaluation runs, so held-out items
+    # never shape the SIDs; 0 for serving-only runs that should learn from everything).
+    holdout_last: int = 2
 
 
 @dataclass(frozen=True)

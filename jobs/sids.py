@@ -127,7 +127,7 @@ def _train_collab(ctx: JobContext, cfg) -> dict[str, np.ndarray]:
     from genrec_model.collab import ppmi_svd_embeddings
     from udfs.sids_fns import cooccurrence_counts_df
 
-    counts = cooccurrence_counts_df(ctx.read(INTERACTIONS), cfg.collab.window).toPandas()
+    counts = cooccurrence_counts_df(ctx.read(INTERACTIONS), cfg.collab.window, cfg.collab.holdout_last).toPandas()
     items = sorted(set(counts["item_a"]) | set(counts["item_b"]))
     index = {item: i for i, item in enumerate(items)}
     vectors = ppmi_svd_embeddings(counts["item_a"].map(index).to_numpy(), counts["item_b"].map(index).to_numpy(),

@@ -10,10 +10,16 @@ from genrec_model.rqvae import FrozenRQVAE
 SEMANTIC_DDL = "item_id string, semantic array<int>"
 
 
-def cooccurrence_counts_df(interactions, window: int):
+def cooccurrence_counts_df(interactions, window: int, holdout_last: int = 0):
     """(item_a, item_b, n): ordered pairs of distinct items at distance 1..window in a user's history,
-    counted both ways — the distributed twin of `genrec_model.collab.cooccurrence_counts`."""
+    counted both ways — the distributed twin of `genrec_model.collab.cooccurrence_counts`.
+    holdout_last drops each user's last events first (leave-one-out evaluation must not see them)."""
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
+
+    if holdout_last:
+        last = F.max("seq_pos").over(Window.partitionBy("user_id"))
+        interactions = interactions.where(F.col("seq_pos") <= last - holdout_last)
 
     left = interactions.select("user_id", F.col("item_id").alias("item_a"), F.col("seq_pos").alias("pos_a"))
     right = interactions.select("user_id", F.col("item_id").alias("item_b"), F.col("seq_pos").alias("pos_b"))
