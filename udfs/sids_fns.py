@@ -19,7 +19,8 @@ def cooccurrence_counts_df(interactions, window: int, holdout_last: int = 0):
 
     if holdout_last:
         last = F.max("seq_pos").over(Window.partitionBy("user_id"))
-        interactions = interactions.where(F.col("seq_pos") <= last - holdout_last)
+        interactions = (interactions.withColumn("_last", last)
+                        .where(F.col("seq_pos") <= F.col("_last") - holdout_last).drop("_last"))
 
     left = interactions.select("user_id", F.col("item_id").alias("item_a"), F.col("seq_pos").alias("pos_a"))
     right = interactions.select("user_id", F.col("item_id").alias("item_b"), F.col("seq_pos").alias("pos_b"))
