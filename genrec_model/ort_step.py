@@ -77,6 +77,14 @@ def _open_sessions(model_dir: str | Path, step_file: str, cfg: OrtConfig, expect
     return manifest, providers, prefill, step
 
 
+def _run_prefill(sess, input_ids, attention_mask, position_ids):
+    """prefill.onnx on int64 inputs -> (logits, present_k, present_v, mask, position_ids)."""
+    ids, mask, pos = (np.ascontiguousarray(a, dtype=np.int64) for a in (input_ids, attention_mask, position_ids))
+    logits, k, v = sess.run(["logits", "present_k", "present_v"],
+                            {"input_ids": ids, "attention_mask": mask, "position_ids": pos})
+    return logits, k, v, mask, pos
+
+
 class OrtStepModel:
     def __init__(self, model_dir: str | Path, cfg: OrtConfig = OrtConfig(), expected_codebook_version: str | None = None):
         self.manifest, self.providers, self.prefill_sess, self.step_sess = _open_sessions(
@@ -88,12 +96,7 @@ class OrtStepModel:
         return "CUDAExecutionProvider" in self.prefill_sess.get_providers()
 
     def prefill(self, input_ids: np.ndarray, attention_mask: np.ndarray, position_ids: np.ndarray) -> tuple[np.ndarray, OrtState]:
-        mask = np.ascontiguousarray(attention_mask, dtype=np.int64)
-        pos = np.ascontiguousarray(position_ids, dtype=np.int64)
-        logits, k, v = self.prefill_sess.run(
-            ["logits", "present_k", "present_v"],
-            {"input_ids": np.ascontiguousarray(input_ids, dtype=np.int64), "attention_mask": mask, "position_ids": pos},
-        )
+        logits, k, v, mask, pos = _run_prefill(self.prefill_sess, input_ids, attention_mask, position_ids)
         return logits, OrtState(k, v, mask, pos[:, -1] + 1)
 
     def step(self, tokens: np.ndarray, state: OrtState) -> tuple[np.ndarray, OrtState]:
@@ -239,12 +242,7 @@ class OrtSharedPrefixStepModel:
         self.vocab_size = int(self.manifest["model_config"]["vocab_size"])
 
     def prefill(self, input_ids: np.ndarray, attention_mask: np.ndarray, position_ids: np.ndarray) -> tuple[np.ndarray, SharedState]:
-        mask = np.ascontiguousarray(attention_mask, dtype=np.int64)
-        pos = np.ascontiguousarray(position_ids, dtype=np.int64)
-        logits, k, v = self.prefill_sess.run(
-            ["logits", "present_k", "present_v"],
-            {"input_ids": np.ascontiguousarray(input_ids, dtype=np.int64), "attention_mask": mask, "position_ids": pos},
-        )
+        logits, k, v, mask, pos = _run_prefill(self.prefill_sess, input_ids, attention_mask, position_ids)
         n_layer, b, h, _, hd = k.shape
         empty = np.zeros((n_layer, b, h, 0, hd), dtype=k.dtype)
         return logits, SharedState(k, v, mask, empty, empty, pos[:, -1] + 1)
