@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol, Sequence
 import numba
 import numpy as np
 
-from genrec_model.constraints import Constraint
+from genrec_model.constraints import Constraint, NoConstraint
 from genrec_model.trie import SidTrie
 
 
@@ -49,6 +49,8 @@ class BeamSearchConfig:
     # users per prefill/step call in `decode`; small batches keep the (users*beam) KV cache copies in cache
     # (8-16 measured fastest on CPU, benchmarks/decode_bench.py)
     users_per_call: int = 8
+    # False: unconstrained decoding (ablation); decoded tuples that are not catalog SIDs map to no item
+    constrained: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.top_k <= self.beam_width:
@@ -244,10 +246,12 @@ def decode(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Decode many users, `cfg.users_per_call` per model call: (U, top_k) items, scores.
 
-    `constraint=None` runs the trie fast path; any other constraint (e.g. `NoConstraint()` for the
-    unconstrained ablation) runs the reference search with it. Users are batched in order of history
+    `constraint=None` runs the trie fast path (or, with `cfg.constrained=False`, the reference search
+    with `NoConstraint()`: the unconstrained ablation); any other constraint runs the reference search. Users are batched in order of history
     length (less left padding, so shorter KV caches); results come back in the input order.
     """
+    if constraint is None and not cfg.constrained:
+        constraint = NoConstraint()
     order = np.argsort([len(h) for h in histories], kind="stable")
     items = np.full((len(histories), cfg.top_k), -1, dtype=np.int64)
     scores = np.full((len(histories), cfg.top_k), -np.inf)

@@ -108,6 +108,7 @@ class RecommendConfig:
     beam_width: int = 20
     candidates: int = 20              # decoded items per user before seen-item filtering (<= beam_width)
     users_per_call: int = 8           # users per onnxruntime call (x beam rows)
+    constrained: bool = True          # False: no trie (ablation); non-catalog SIDs decode to no item
     serving: ServingConfig = field(default_factory=ServingConfig)
     # serve: next items after the whole history; test / valid: with the last / last two items held
     # out, so `evaluate` measures exactly this code path.

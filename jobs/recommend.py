@@ -75,7 +75,8 @@ def run(ctx: JobContext) -> None:
     item_ids = items["item_id"].to_numpy()[keep]
     codes = np.stack(items["codes"].to_numpy())[keep].astype(np.int64)
     interactions = ctx.read(INTERACTIONS)
-    beam = BeamSearchConfig(beam_width=cfg.beam_width, top_k=cfg.candidates, users_per_call=cfg.users_per_call)
+    beam = BeamSearchConfig(beam_width=cfg.beam_width, top_k=cfg.candidates, users_per_call=cfg.users_per_call,
+                            constrained=cfg.constrained)
     ctx.counts.update({"items_decodable": len(item_ids), "items_dropped_not_in_catalog": int((~keep).sum()),
                        "load_seconds": time.perf_counter() - t0})
     progress = Progress("recommend", "run_date", len(ctx.cfg.run_dates()))

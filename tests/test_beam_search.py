@@ -218,3 +218,18 @@ def test_config_validation():
         BeamSearchConfig(beam_width=2, top_k=3)
     with pytest.raises(ValueError):
         BeamSearchConfig(normalize="softmax")
+
+
+def test_unconstrained_config_decodes_like_no_constraint():
+    codes = np.stack(np.unravel_index(np.arange(0, 27, 3), (3, 3, 3)), axis=1)
+    trie = build_trie(codes, (3, 3, 3))
+    starts = level_starts_from_vocab((3, 3, 3), N_SPECIAL)
+    hist = [np.array([3, 5, 7]), np.array([4]), np.array([8, 9])]
+    free_cfg = BeamSearchConfig(beam_width=6, top_k=6, users_per_call=2, constrained=False)
+    by_cfg, s_cfg = decode(HashStepModel(12), trie, starts, hist, free_cfg)
+    by_arg, s_arg = decode(HashStepModel(12), trie, starts, hist, free_cfg, constraint=NoConstraint())
+    assert by_cfg.tolist() == by_arg.tolist()
+    np.testing.assert_array_equal(s_cfg, s_arg)
+    constrained, _ = decode(HashStepModel(12), trie, starts, hist, BeamSearchConfig(beam_width=6, top_k=6))
+    # 9 of 27 tuples are catalog SIDs: constrained lists are full, free ones hold non-catalog tuples (-1)
+    assert (constrained >= 0).all() and (by_cfg < 0).any()
