@@ -52,6 +52,9 @@ class DataConfig:
     max_timestamp: int = 4102444800   # 2100-01-01
     input_partitions: int = 4
     max_text_chars: int = 4000        # longer text fields are truncated
+    # Which entry of an item's category path is "its category" (diversity metrics, category prior).
+    # None: the first level with more than one distinct value (Amazon paths all start with the store).
+    category_level: int | None = None
 
 
 @dataclass(frozen=True)

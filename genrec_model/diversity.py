@@ -80,3 +80,24 @@ def fallback_share(from_fallback: np.ndarray) -> dict[str, float]:
     if m.size == 0:
         return {"fallback_slot_share": 0.0, "fallback_user_share": 0.0}
     return {"fallback_slot_share": float(m.mean()), "fallback_user_share": float(m.any(axis=1).mean())}
+
+
+def pick_category_level(distinct_per_level: list[int], level: int | None = None) -> int:
+    """The category level to use: `level` when given, else the first level with more than one
+    distinct value (0 when none has): category paths like Amazon's all share their first entry."""
+    if level is not None:
+        if level < 0:
+            raise ValueError(f"category level must be >= 0, got {level}")
+        return level
+    return next((d for d, n in enumerate(distinct_per_level) if n > 1), 0)
+
+
+def category_codes(category_paths: list, level: int) -> np.ndarray:
+    """(N,) int category per item at `level` of its path; items without one get their own code
+    (negative), so they never count as sharing a category."""
+    names = [p[level] if p is not None and len(p) > level and p[level] is not None else None for p in category_paths]
+    index: dict[str, int] = {}
+    out = np.empty(len(names), dtype=np.int64)
+    for i, name in enumerate(names):
+        out[i] = index.setdefault(name, len(index)) if name is not None else -1 - i
+    return out

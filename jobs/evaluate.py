@@ -14,7 +14,7 @@ from jobs.common import JobContext, log_event, main_for
 def run(ctx: JobContext) -> None:
     from pyspark.sql import functions as F
 
-    from udfs.eval_fns import beyond_accuracy, heldout_targets, ranking_metrics, target_ranks
+    from udfs.eval_fns import beyond_accuracy, category_level, heldout_targets, ranking_metrics, target_ranks
 
     cfg = ctx.cfg.evaluate
     recs = ctx.read(RECOMMENDATIONS).where((F.col("run_date") == ctx.run_date)
@@ -23,8 +23,11 @@ def run(ctx: JobContext) -> None:
         raise RuntimeError(f"no recommendations for run_date={ctx.run_date} and splits {list(cfg.splits)}: "
                            f"run `recommend` with recommend.splits including them first")
     targets = heldout_targets(ctx.read(INTERACTIONS)).where(F.col("split").isin(list(cfg.splits)))
+    catalog = ctx.read(CATALOG)
+    level = category_level(catalog, ctx.cfg.data.category_level)
+    ctx.counts["category_level"] = level
     metrics = ranking_metrics(target_ranks(recs, targets), list(cfg.ks)).unionByName(
-        beyond_accuracy(recs, ctx.read(CATALOG), cfg.diversity_k))
+        beyond_accuracy(recs, catalog, cfg.diversity_k, level))
     out = metrics.select(F.lit(ctx.run_id).alias("run_id"), F.lit(ctx.cfg.data.dataset).alias("dataset"),
                          "model", "split", "metric", "k", "value",
                          F.lit(ctx.cfg.config_hash()).alias("config_hash"), F.lit(ctx.run_date).alias("run_date"))

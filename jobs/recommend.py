@@ -17,7 +17,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from genrec_model.schemas import INTERACTIONS, ITEM_SIDS, RECOMMENDATIONS
+from genrec_model.schemas import CATALOG, INTERACTIONS, ITEM_SIDS, RECOMMENDATIONS
 from jobs.common import JobContext, Progress, log_event, main_for
 
 HOLDOUT = {"serve": 0, "valid": 2, "test": 1}
@@ -75,6 +75,7 @@ def run(ctx: JobContext) -> None:
     item_ids = items["item_id"].to_numpy()[keep]
     codes = np.stack(items["codes"].to_numpy())[keep].astype(np.int64)
     interactions = ctx.read(INTERACTIONS)
+    categories = _categories(ctx, item_ids) if cfg.serving.prior == "category" and cfg.serving.fusion_weight > 0 else None
     beam = BeamSearchConfig(beam_width=cfg.beam_width, top_k=cfg.candidates, users_per_call=cfg.users_per_call,
                             constrained=cfg.constrained)
     ctx.counts.update({"items_decodable": len(item_ids), "items_dropped_not_in_catalog": int((~keep).sum()),
@@ -89,7 +90,7 @@ def run(ctx: JobContext) -> None:
             hist = histories_df(interactions, split, as_of)
             pop = _popularity(hist, item_ids)
             fn = make_recommend_fn(onnx_dir, item_ids, codes, pop, beam, cfg.serving, max_history, cfg.use_gpu,
-                                   manifest["codebook_version"], f"{version}:{split}:{run_date}")
+                                   manifest["codebook_version"], f"{version}:{split}:{run_date}", categories)
             recs = hist.repartition(cfg.partitions).mapInPandas(fn, OUT_DDL)
             parts.append(recs.select(
                 "user_id", "recs", "is_fallback", F.lit(version).alias("model_version"),
@@ -114,6 +115,18 @@ def run(ctx: JobContext) -> None:
         log_event("recommend", "written", run_date=run_date, splits=",".join(cfg.splits), rows=result.num_rows,
                   fallback=fallback, seconds=round(seconds, 1), users_per_s=round(result.num_rows / seconds, 1))
         progress.advance(run_date=run_date, users=result.num_rows)
+
+
+def _categories(ctx: JobContext, item_ids: np.ndarray) -> np.ndarray:
+    """Category code per decodable item for the category prior (same level as `evaluate` uses)."""
+    from genrec_model.diversity import category_codes
+    from udfs.eval_fns import category_level
+
+    catalog = ctx.read(CATALOG)
+    level = category_level(catalog, ctx.cfg.data.category_level)
+    paths = catalog.select("item_id", "categories").toPandas().set_index("item_id")["categories"]
+    ctx.counts["category_level"] = level
+    return category_codes([paths.get(i) for i in item_ids], level)
 
 
 def _popularity(hist, item_ids: np.ndarray) -> np.ndarray:

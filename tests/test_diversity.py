@@ -50,3 +50,15 @@ def test_fill_with_fallback_runs_out():
     filled, mask = fill_with_fallback(np.array([[1, -1, -1]]), fallback_order=np.array([1, 2]))
     assert filled.tolist() == [[1, 2, -1]]
     assert mask.tolist() == [[False, True, False]]
+
+
+def test_category_level_auto_skips_shared_root():
+    from genrec_model.diversity import category_codes, pick_category_level
+
+    assert pick_category_level([1, 5, 9]) == 1
+    assert pick_category_level([3, 5]) == 0 and pick_category_level([1, 1]) == 0
+    assert pick_category_level([1, 5], level=0) == 0
+    paths = [["Store", "Lab", "x"], ["Store", "Test"], ["Store", "Lab"], None, ["Store"]]
+    codes = category_codes(paths, 1)
+    assert codes[0] == codes[2] != codes[1]
+    assert codes[3] < 0 and codes[4] < 0 and codes[3] != codes[4]

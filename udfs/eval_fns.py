@@ -53,10 +53,24 @@ def ranking_metrics(ranks, ks: list[int]):
     return _melt(wide, [c for c in wide.columns if "@" in c])
 
 
-def beyond_accuracy(recs, catalog, k: int):
+def category_level(catalog, level: int | None, max_levels: int = 8) -> int:
+    """The category-path level that is each item's category (diversity.pick_category_level), with the
+    distinct values per level counted in Spark."""
+    from pyspark.sql import functions as F
+
+    from genrec_model.diversity import pick_category_level
+
+    if level is not None:
+        return pick_category_level([], level)
+    row = catalog.select([F.countDistinct(F.try_element_at("categories", F.lit(d + 1))).alias(f"l{d}")
+                          for d in range(max_levels)]).first()
+    return pick_category_level([int(row[f"l{d}"]) for d in range(max_levels)])
+
+
+def beyond_accuracy(recs, catalog, k: int, level: int = 0):
     """-> (model, split, metric, k, value): catalog coverage@k and intra-list category diversity@k.
 
-    Diversity uses each item's first category: 1 - share of same-category pairs in a list
+    Diversity uses each item's category at `level` of its path: 1 - share of same-category pairs in a list
     (genrec_model.diversity.intra_list_diversity is the numpy reference); lists without
     categories are left out, and no row is written when no list has any.
     """
@@ -67,7 +81,7 @@ def beyond_accuracy(recs, catalog, k: int):
         "model", "split", "user_id", F.col("r.item_id").alias("item_id"))
     coverage = top.groupBy("model", "split").agg(
         (F.countDistinct("item_id") / F.lit(float(n_items))).alias(f"coverage@{k}"))
-    cats = catalog.select("item_id", F.try_element_at("categories", F.lit(1)).alias("cat")).where(F.col("cat").isNotNull())
+    cats = catalog.select("item_id", F.try_element_at("categories", F.lit(level + 1)).alias("cat")).where(F.col("cat").isNotNull())
     per_cat = top.join(cats, on="item_id").groupBy("model", "split", "user_id", "cat").count()
     per_user = per_cat.groupBy("model", "split", "user_id").agg(
         F.sum(F.col("count") * (F.col("count") - 1) / 2).alias("same"), F.sum("count").alias("n")).where("n >= 2")

@@ -32,6 +32,7 @@ class Decoder:
     beam: BeamSearchConfig
     serving: ServingConfig
     max_history: int
+    categories: np.ndarray | None = None  # (N,) category code per item index (category prior)
 
 
 _DECODERS: dict[tuple, Decoder] = {}
@@ -39,7 +40,7 @@ _DECODERS: dict[tuple, Decoder] = {}
 
 def build_decoder(onnx_dir: str, item_ids: np.ndarray, codes: np.ndarray, popularity: np.ndarray,
                   beam: BeamSearchConfig, serving: ServingConfig, max_history: int, threads: int,
-                  use_gpu: bool | None, codebook_version: str) -> Decoder:
+                  use_gpu: bool | None, codebook_version: str, categories: np.ndarray | None = None) -> Decoder:
     from genrec_model.fit import level_starts
     from genrec_model.ort_step import OrtConfig, load_step_model
     from genrec_model.sid_vocab import SidVocab
@@ -49,7 +50,7 @@ def build_decoder(onnx_dir: str, item_ids: np.ndarray, codes: np.ndarray, popula
     vocab = SidVocab.from_dict(step_model.manifest["vocab"])
     return Decoder(step_model, build_trie(codes, list(vocab.level_sizes)), level_starts(vocab),
                    vocab.codes_to_tokens(codes), item_ids, {i: n for n, i in enumerate(item_ids)},
-                   popularity, beam, serving, max_history)
+                   popularity, beam, serving, max_history, categories)
 
 
 def recommend_users(users: pd.DataFrame, dec: Decoder) -> pd.DataFrame:
@@ -66,7 +67,7 @@ def recommend_users(users: pd.DataFrame, dec: Decoder) -> pd.DataFrame:
     if decodable:
         toks = [history_tokens(recent[n], dec.item_tokens) for n in decodable]
         items[decodable], scores[decodable] = decode(dec.step_model, dec.trie, dec.level_starts, toks, dec.beam)
-    recs = recommend(items, scores, histories, dec.popularity, dec.serving)
+    recs = recommend(items, scores, histories, dec.popularity, dec.serving, dec.categories)
     out = []
     for u in range(len(users)):
         row = [{"item_id": str(dec.item_ids[i]), "score": float(s), "rank": r + 1}
@@ -78,7 +79,7 @@ def recommend_users(users: pd.DataFrame, dec: Decoder) -> pd.DataFrame:
 
 def make_recommend_fn(onnx_dir: str, item_ids: np.ndarray, codes: np.ndarray, popularity: np.ndarray,
                       beam: BeamSearchConfig, serving: ServingConfig, max_history: int, use_gpu: bool | None,
-                      codebook_version: str, cache_key: str):
+                      codebook_version: str, cache_key: str, categories: np.ndarray | None = None):
     def recommend_partition(batches):
         from udfs.session import task_cores
 
@@ -86,7 +87,7 @@ def make_recommend_fn(onnx_dir: str, item_ids: np.ndarray, codes: np.ndarray, po
         if key not in _DECODERS:
             _DECODERS.clear()
             _DECODERS[key] = build_decoder(onnx_dir, item_ids, codes, popularity, beam, serving, max_history,
-                                           task_cores(), use_gpu, codebook_version)
+                                           task_cores(), use_gpu, codebook_version, categories)
         for pdf in batches:
             yield recommend_users(pdf, _DECODERS[key])
     return recommend_partition
