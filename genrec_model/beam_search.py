@@ -93,6 +93,23 @@ def _topk_items(items: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarr
     return out_i, out_s
 
 
+def stable_top(cand: np.ndarray, width: int) -> np.ndarray:
+    """(B, N) -> (B, min(width, N)) column indices, exactly `np.argsort(-cand, kind="stable")[:, :width]`.
+
+    Wide rows (unconstrained item levels: beams x catalog) are cut with a partition first; every
+    candidate tied with the width-th best is kept, so the stable sort of the survivors is the same.
+    """
+    n = cand.shape[1]
+    if n <= 4 * width:
+        return np.argsort(-cand, axis=1, kind="stable")[:, :width]
+    kth = -np.partition(-cand, width - 1, axis=1)[:, width - 1]  # width-th best score per row
+    out = np.empty((cand.shape[0], width), dtype=np.int64)
+    for r in range(cand.shape[0]):
+        keep = np.flatnonzero(cand[r] >= kth[r])  # ascending index: ties keep their order
+        out[r] = keep[np.argsort(-cand[r, keep], kind="stable")[:width]]
+    return out
+
+
 def beam_search_reference(
     model: StepModel,
     constraint: Constraint,
@@ -119,7 +136,7 @@ def beam_search_reference(
         masked = constraint(prefixes.reshape(n_users * n_rows, d), logp)
         cand = (scores.reshape(-1, 1) + masked).reshape(n_users, n_rows * size)  # (B, R*S)
         cand[~(scores > -np.inf).repeat(size, axis=1)] = -np.inf
-        order = np.argsort(-cand, axis=1, kind="stable")[:, :width]  # (B, W') W' = min(W, R*S)
+        order = stable_top(cand, width)  # (B, W') W' = min(W, R*S)
         top = np.take_along_axis(cand, order, axis=1)
         alive = top > -np.inf
         parent = np.where(alive, order // size, (order // size)[:, :1])

@@ -233,3 +233,15 @@ def test_unconstrained_config_decodes_like_no_constraint():
     constrained, _ = decode(HashStepModel(12), trie, starts, hist, BeamSearchConfig(beam_width=6, top_k=6))
     # 9 of 27 tuples are catalog SIDs: constrained lists are full, free ones hold non-catalog tuples (-1)
     assert (constrained >= 0).all() and (by_cfg < 0).any()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 300), st.integers(1, 12), st.integers(0, 10_000))
+def test_stable_top_equals_stable_argsort(rows, n, width, seed):
+    from genrec_model.beam_search import stable_top
+
+    rng = np.random.default_rng(seed)
+    cand = rng.integers(-5, 3, size=(rows, n)).astype(np.float64)  # many ties
+    cand[rng.random((rows, n)) < 0.2] = -np.inf
+    want = np.argsort(-cand, axis=1, kind="stable")[:, :width]
+    assert stable_top(cand, width).tolist() == want.tolist()
