@@ -2,10 +2,11 @@
 # Ablations of the frozen Beauty pipeline (conf/beauty.yaml), each through the production stages and
 # the same `evaluate` code. Run after `genrec run pipeline --conf conf/beauty.yaml run_date=$RUN_DATE`.
 #
-#   bash benchmarks/beauty_ablations.sh notrie|dedup|t2s|s2t [RUN_DATE]
+#   bash benchmarks/beauty_ablations.sh notrie|dedup|dedup-notrie|t2s|s2t [RUN_DATE]
 #
 # notrie: the frozen model, decoded without the trie (lists hold only decoded catalog SIDs, no fill)
 #         -> model `genrec-notrie` in ./lakehouse/beauty
+# dedup-notrie: the dedup model decoded without the trie (after `dedup`) -> model `genrec-dedup-notrie`
 # dedup:  TIGER SIDs (3 RQ-VAE levels + a dedup digit) instead of hybrid -> ./lakehouse/beauty-dedup
 # t2s:    + title-words -> SID alignment sequences (30% of the rec windows) -> ./lakehouse/beauty-t2s
 # s2t:    + SID -> title-words sequences (30%)                            -> ./lakehouse/beauty-s2t
@@ -48,6 +49,12 @@ case "$ABLATION" in
     "$GENREC" run sids --conf conf/beauty.yaml lakehouse.root=./lakehouse/beauty-dedup \
       artifacts.root=./artifacts/beauty-dedup run_date="$RUN_DATE" sids.scheme=dedup sids.prefix_levels=null
     model_chain dedup sids.scheme=dedup sids.prefix_levels=null ;;
+  dedup-notrie)
+    DEDUP=(lakehouse.root=./lakehouse/beauty-dedup artifacts.root=./artifacts/beauty-dedup sids.scheme=dedup
+           sids.prefix_levels=null)
+    "$GENREC" run recommend --conf conf/beauty.yaml "${DEDUP[@]}" "${TEST_ONLY[@]}" \
+      recommend.model_name=genrec-dedup-notrie recommend.constrained=false recommend.serving.fill_with_popular=false
+    "$GENREC" run evaluate --conf conf/beauty.yaml "${DEDUP[@]}" "${TEST_ONLY[@]}" ;;
   t2s|s2t)
     fork "$ABLATION" catalog interactions item_embeddings item_sids
     mkdir -p "./artifacts/beauty-$ABLATION"
