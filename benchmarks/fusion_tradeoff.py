@@ -17,9 +17,9 @@ import subprocess
 import sys
 
 import pandas as pd
-from deltalake import DeltaTable
 
 from genrec_model.config import load_config
+from metrics_table import read_metrics  # benchmarks/ is sys.path[0] when run as a script
 
 METRICS = ["recall@10", "ndcg@10", "coverage@10", "intra_list_diversity@10"]
 
@@ -32,13 +32,6 @@ def run_stage(genrec: str, stage: str, conf: str, overrides: list[str]) -> None:
     cmd = [genrec, "run", stage, "--conf", conf, *overrides]
     print("+", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-
-
-def metrics_table(metrics_path: str, run_date: str, split: str) -> pd.DataFrame:
-    m = DeltaTable(metrics_path).to_pandas()
-    m = m[(m["run_date"].astype(str) == run_date) & (m["split"] == split)]
-    m = m.assign(key=m["metric"] + m["k"].map(lambda k: "" if pd.isna(k) else f"@{int(k)}"))
-    return m.pivot_table(index="model", columns="key", values="value")[METRICS]
 
 
 def main() -> None:
@@ -65,7 +58,7 @@ def main() -> None:
                 f"recommend.serving.adaptive={str(adaptive).lower()}"])
     if not args.skip_decode:
         run_stage(args.genrec, "evaluate", args.conf, [f"run_date={args.run_date}"])
-    table = metrics_table(cfg.table_path("metrics"), args.run_date, "test")
+    table = read_metrics(cfg.lakehouse.root, args.run_date, "test").droplevel("lakehouse")[METRICS]
     rows = table.loc[[n for n in [cfg.recommend.model_name, *names] if n in table.index]]
     rel = rows / rows.loc[cfg.recommend.model_name]
     out = rows.round(4).join(rel.add_suffix(" rel").round(3))

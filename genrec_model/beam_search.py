@@ -264,8 +264,9 @@ def decode(
     """Decode many users, `cfg.users_per_call` per model call: (U, top_k) items, scores.
 
     `constraint=None` runs the trie fast path (or, with `cfg.constrained=False`, the reference search
-    with `NoConstraint()`: the unconstrained ablation); any other constraint runs the reference search. Users are batched in order of history
-    length (less left padding, so shorter KV caches); results come back in the input order.
+    with `NoConstraint()`: the unconstrained ablation); any other constraint runs the reference search.
+    Users are batched in order of history length (less left padding, so shorter KV caches); results
+    come back in the input order.
     """
     if constraint is None and not cfg.constrained:
         constraint = NoConstraint()
