@@ -60,17 +60,17 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_beauty import DATA, full_codes, load_beauty, minilm_embeddings, semantic_codes  # noqa: E402
 
-from genrec_model.beam_search import BeamSearchConfig, decode, left_pad  # noqa: E402
-from genrec_model.encdec_model import EncDecConfig, EncDecModel, EncDecStepModel  # noqa: E402
-from genrec_model.metrics import recall_ndcg_at_k  # noqa: E402
-from genrec_model.seq_model import SeqModel, SeqModelConfig  # noqa: E402
-from genrec_model.sid_vocab import PAD, SidVocab  # noqa: E402
-from genrec_model.splits import split_sequence  # noqa: E402
-from genrec_model.torch_step import TorchStepModel  # noqa: E402
-from genrec_model.train_data import (DataConfig, TokenSequences, collate, eval_examples,  # noqa: E402
+from genrec_model.decode.beam_search import BeamSearchConfig, decode, left_pad  # noqa: E402
+from genrec_model.model.encdec_model import EncDecConfig, EncDecModel, EncDecStepModel  # noqa: E402
+from genrec_model.evaluation.metrics import recall_ndcg_at_k  # noqa: E402
+from genrec_model.model.seq_model import SeqModel, SeqModelConfig  # noqa: E402
+from genrec_model.model.sid_vocab import PAD, SidVocab  # noqa: E402
+from genrec_model.data.splits import split_sequence  # noqa: E402
+from genrec_model.model.torch_step import TorchStepModel  # noqa: E402
+from genrec_model.model.train_data import (DataConfig, TokenSequences, collate, eval_examples,  # noqa: E402
                                      history_tokens, rec_sequences)
-from genrec_model.trainer import TrainConfig, batches, make_optimizer, sequence_loss  # noqa: E402
-from genrec_model.trie import build_trie  # noqa: E402
+from genrec_model.model.trainer import TrainConfig, batches, make_optimizer, sequence_loss  # noqa: E402
+from genrec_model.decode.trie import build_trie  # noqa: E402
 
 # loss_fn(model, token arrays, weight arrays) -> (loss, target items, input tokens) of one batch
 LossFn = Callable[[torch.nn.Module, list, list], tuple[torch.Tensor, int, int]]

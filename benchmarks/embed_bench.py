@@ -39,9 +39,9 @@ def main() -> None:
     import torch
 
     from genrec_model.config import EmbedConfig, SparkConfig
-    from genrec_model.text_encoder import default_model_path, render_text
+    from genrec_model.catalog.text_encoder import default_model_path, render_text
     from udfs.delta_store import spark_schema
-    from genrec_model.schemas import CATALOG, ITEM_EMBEDDINGS
+    from genrec_model.data.schemas import CATALOG, ITEM_EMBEDDINGS
     from udfs.embed_fns import make_embed_fn
     from udfs.session import build_spark
 

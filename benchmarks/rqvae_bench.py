@@ -79,7 +79,7 @@ def beauty_embeddings(data_dir: Path, cache: Path) -> tuple[list[str], np.ndarra
 
 def train_sequences(data_dir: Path, asin_index: dict[str, int]) -> list[np.ndarray]:
     """Training prefixes only (leave-one-out: last two items held out), so no eval leakage."""
-    from genrec_model.splits import split_sequence
+    from genrec_model.data.splits import split_sequence
 
     seqs = []
     with open(data_dir / "user_sequence.txt") as f:
@@ -90,7 +90,7 @@ def train_sequences(data_dir: Path, asin_index: dict[str, int]) -> list[np.ndarr
 
 
 def rq_config(input_dim: int, args: argparse.Namespace, **kw):
-    from genrec_model.rqvae import RQVAEConfig
+    from genrec_model.catalog.rqvae import RQVAEConfig
 
     kw = {"latent_dim": args.latent_dims[0], **kw}
     return RQVAEConfig(input_dim=input_dim, n_levels=3, codebook_size=256, hidden_dims=(512, 256, 128),
@@ -98,8 +98,8 @@ def rq_config(input_dim: int, args: argparse.Namespace, **kw):
 
 
 def describe(name: str, emb: np.ndarray, args: argparse.Namespace, **cfg_kw) -> None:
-    from genrec_model.rqvae import freeze, train_rqvae
-    from genrec_model.sid_codes import assign_sids, sid_stats
+    from genrec_model.catalog.rqvae import freeze, train_rqvae
+    from genrec_model.catalog.sid_codes import assign_sids, sid_stats
 
     cfg = rq_config(emb.shape[1], args, **cfg_kw)
     model, rep = train_rqvae(emb, cfg)
@@ -116,7 +116,7 @@ def describe(name: str, emb: np.ndarray, args: argparse.Namespace, **cfg_kw) -> 
 
 
 def cmd_quality(args: argparse.Namespace) -> None:
-    from genrec_model.collab import cooccurrence_counts, fuse_embeddings, ppmi_svd_embeddings
+    from genrec_model.catalog.collab import cooccurrence_counts, fuse_embeddings, ppmi_svd_embeddings
 
     asins, text = beauty_embeddings(args.data_dir, args.cache)
     print(f"Beauty: {len(asins)} items, text emb {text.shape}")
@@ -145,7 +145,7 @@ def synth(base: np.ndarray, scale: int, noise: float, seed: int) -> np.ndarray:
 
 
 def cmd_scale(args: argparse.Namespace) -> None:
-    from genrec_model.rqvae import freeze, train_rqvae
+    from genrec_model.catalog.rqvae import freeze, train_rqvae
 
     _, base = beauty_embeddings(args.data_dir, args.cache)
     n0 = len(base)

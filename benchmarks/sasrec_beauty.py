@@ -24,11 +24,11 @@ import torch
 
 import pandas as pd
 
-from genrec_model.diversity import catalog_coverage
-from genrec_model.metrics import recall_ndcg_at_k
-from genrec_model.popularity import popularity_counts, popularity_rank
-from genrec_model.sasrec import SASRec, SASRecConfig
-from genrec_model.sasrec_train import (
+from genrec_model.serve.diversity import catalog_coverage
+from genrec_model.evaluation.metrics import recall_ndcg_at_k
+from genrec_model.serve.popularity import popularity_counts, popularity_rank
+from genrec_model.baselines.sasrec import SASRec, SASRecConfig
+from genrec_model.baselines.sasrec_train import (
     SASRecTrainConfig,
     length_bucketed_batches,
     make_windows,
@@ -37,8 +37,8 @@ from genrec_model.sasrec_train import (
     sequence_loss,
     train_sasrec,
 )
-from genrec_model.report import metrics_frame, write_report
-from genrec_model.splits import split_sequence
+from genrec_model.evaluation.report import metrics_frame, write_report
+from genrec_model.data.splits import split_sequence
 
 KS = (5, 10, 20)
 DEFAULT_DATA = Path(os.environ.get("GENREC_DATA", "/work/shared/data")) / "amazon2014-beauty" / "user_sequence.txt"

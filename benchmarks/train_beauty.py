@@ -27,16 +27,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import torch
 
-from genrec_model.beam_search import BeamSearchConfig, decode
-from genrec_model.metrics import recall_ndcg_at_k
-from genrec_model.seq_model import SeqModel, SeqModelConfig
-from genrec_model.sid_vocab import SidVocab
-from genrec_model.splits import split_sequence
-from genrec_model.torch_step import TorchStepModel
-from genrec_model.train_data import (DataConfig, build_word_vocab, epoch_sequences, eval_examples,
+from genrec_model.decode.beam_search import BeamSearchConfig, decode
+from genrec_model.evaluation.metrics import recall_ndcg_at_k
+from genrec_model.model.seq_model import SeqModel, SeqModelConfig
+from genrec_model.model.sid_vocab import SidVocab
+from genrec_model.data.splits import split_sequence
+from genrec_model.model.torch_step import TorchStepModel
+from genrec_model.model.train_data import (DataConfig, build_word_vocab, epoch_sequences, eval_examples,
                                      history_tokens, item_word_ids, rec_sequences)
-from genrec_model.trainer import TrainConfig, train
-from genrec_model.trie import build_trie
+from genrec_model.model.trainer import TrainConfig, train
+from genrec_model.decode.trie import build_trie
 
 DATA = "/work/shared/data/amazon2014-beauty"
 
@@ -121,7 +121,7 @@ def semantic_codes(emb: np.ndarray, method: str, levels: int, k: int, seed: int,
     if os.path.exists(path):
         return np.load(path)
     if method == "rqvae":
-        from genrec_model.rqvae import RQVAEConfig, freeze, train_rqvae
+        from genrec_model.catalog.rqvae import RQVAEConfig, freeze, train_rqvae
 
         model, _ = train_rqvae(emb, RQVAEConfig(input_dim=emb.shape[1], n_levels=levels, codebook_size=k, seed=seed))
         codes = freeze(model).assign(emb)
@@ -132,7 +132,7 @@ def semantic_codes(emb: np.ndarray, method: str, levels: int, k: int, seed: int,
 
 
 def full_codes(sem: np.ndarray, asins: list[str], k: int, scheme: str, prefix_levels: int | None):
-    from genrec_model.sid_codes import assign_sids
+    from genrec_model.catalog.sid_codes import assign_sids
 
     a = assign_sids(sem, asins, k, scheme=scheme, prefix_levels=prefix_levels)
     return a.codes.astype(np.int64), a.level_sizes
@@ -148,9 +148,9 @@ def rank_users(model, vocab, trie, item_tokens, histories, beam: int, users_per_
 
 def export_and_check(model, vocab, trie, item_tokens, histories, targets, args) -> dict:
     """Export ONNX, then decode the same users with ORT and torch: max logit diff and equal top-10."""
-    from genrec_model.beam_search import left_pad
-    from genrec_model.export import export_onnx
-    from genrec_model.ort_step import OrtStepModel
+    from genrec_model.decode.beam_search import left_pad
+    from genrec_model.model.export import export_onnx
+    from genrec_model.decode.ort_step import OrtStepModel
 
     model = model.cpu().eval()
     man = export_onnx(model, vocab, args.export, model_version=os.path.basename(args.out.rstrip("/")),

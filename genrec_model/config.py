@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Literal
 
 from genrec_model.config_loader import REQUIRED, load_dataclass, stable_hash, to_dict
-from genrec_model.fit import FitConfig
-from genrec_model.rqvae import RQVAEConfig
-from genrec_model.sasrec_train import SASRecTrainConfig
-from genrec_model.serving import ServingConfig
+from genrec_model.model.fit import FitConfig
+from genrec_model.catalog.rqvae import RQVAEConfig
+from genrec_model.baselines.sasrec_train import SASRecTrainConfig
+from genrec_model.serve.serving import ServingConfig
 
 DatasetFormat = Literal["amazon_p5", "lcrec", "movielens_csv", "ml100k_atomic"]
 

@@ -14,14 +14,14 @@ import sys
 import numpy as np
 import pandas as pd
 
-from genrec_model.schemas import CATALOG, RECOMMENDATIONS
+from genrec_model.data.schemas import CATALOG, RECOMMENDATIONS
 from jobs.common import JobContext, log_event, main_for
 
 
 def run(ctx: JobContext) -> None:
     from genrec_model.config_loader import stable_hash
-    from genrec_model.popularity import popularity_counts, popularity_rank
-    from genrec_model.splits import split_sequence
+    from genrec_model.serve.popularity import popularity_counts, popularity_rank
+    from genrec_model.data.splits import split_sequence
     from jobs.train import user_sequences
     from udfs.delta_store import spark_schema
 
@@ -55,8 +55,8 @@ def run(ctx: JobContext) -> None:
             seen = [ex.history for _, ex in cases[split]] if filter_seen else None
             emit("popularity", "popularity", split, users, popularity_rank(counts, len(users), k, seen))
     if "sasrec" in cfg.models:
-        from genrec_model.sasrec import SASRecConfig
-        from genrec_model.sasrec_train import sasrec_rank, train_sasrec
+        from genrec_model.baselines.sasrec import SASRecConfig
+        from genrec_model.baselines.sasrec_train import sasrec_rank, train_sasrec
 
         scfg = SASRecConfig(n_items=len(items), **dataclasses.asdict(cfg.sasrec))
         model, history = train_sasrec(train_prefixes, [ex for _, ex in cases["valid"]], scfg, cfg.sasrec_train)

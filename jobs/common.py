@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from genrec_model.config import GenrecConfig, load_config
 from genrec_model.config_loader import ConfigError
-from genrec_model.schemas import JOB_RUNS, TableSpec
+from genrec_model.data.schemas import JOB_RUNS, TableSpec
 
 log = logging.getLogger("genrec")
 

@@ -9,7 +9,7 @@ import sys
 import time
 
 from genrec_model.config_loader import stable_hash
-from genrec_model.schemas import CATALOG, ITEM_EMBEDDINGS
+from genrec_model.data.schemas import CATALOG, ITEM_EMBEDDINGS
 from jobs.common import JobContext, log_event, main_for
 
 
@@ -17,7 +17,7 @@ def run(ctx: JobContext) -> None:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    from genrec_model.text_encoder import default_model_path
+    from genrec_model.catalog.text_encoder import default_model_path
     from udfs.delta_store import spark_schema
     from udfs.embed_fns import make_embed_fn
 

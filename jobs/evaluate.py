@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from genrec_model.schemas import CATALOG, INTERACTIONS, METRICS, RECOMMENDATIONS
+from genrec_model.data.schemas import CATALOG, INTERACTIONS, METRICS, RECOMMENDATIONS
 from jobs.common import JobContext, log_event, main_for
 
 

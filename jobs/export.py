@@ -14,11 +14,11 @@ ONNX_DIR = "onnx"
 
 
 def run(ctx: JobContext) -> None:
-    from genrec_model.export import ExportConfig, export_onnx, load_manifest, write_manifest
-    from genrec_model.model_store import load_model
-    from genrec_model.ort_step import OrtConfig, OrtStepModel, export_shared_step, load_step_model
-    from genrec_model.parity import max_logit_diff
-    from genrec_model.torch_step import TorchStepModel
+    from genrec_model.model.export import ExportConfig, export_onnx, load_manifest, write_manifest
+    from genrec_model.model.model_store import load_model
+    from genrec_model.decode.ort_step import OrtConfig, OrtStepModel, export_shared_step, load_step_model
+    from genrec_model.model.parity import max_logit_diff
+    from genrec_model.model.torch_step import TorchStepModel
 
     cfg = ctx.cfg.export
     bundle = load_model(ctx.cfg.artifact_path("models"), cfg.model_version)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from genrec_model.schemas import CATALOG, INTERACTIONS, REJECTS
+from genrec_model.data.schemas import CATALOG, INTERACTIONS, REJECTS
 from jobs.common import JobContext, log_event, main_for
 
 

@@ -17,7 +17,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from genrec_model.schemas import CATALOG, INTERACTIONS, ITEM_SIDS, RECOMMENDATIONS
+from genrec_model.data.schemas import CATALOG, INTERACTIONS, ITEM_SIDS, RECOMMENDATIONS
 from jobs.common import JobContext, Progress, log_event, main_for
 
 HOLDOUT = {"serve": 0, "valid": 2, "test": 1}
@@ -49,9 +49,9 @@ def histories_df(interactions, split: str, as_of: str | None):
 def run(ctx: JobContext) -> None:
     from pyspark.sql import functions as F
 
-    from genrec_model.beam_search import BeamSearchConfig
-    from genrec_model.export import load_manifest
-    from genrec_model.model_store import ITEMS, MANIFEST, resolve_version
+    from genrec_model.decode.beam_search import BeamSearchConfig
+    from genrec_model.model.export import load_manifest
+    from genrec_model.model.model_store import ITEMS, MANIFEST, resolve_version
     from udfs.recommend_fns import OUT_DDL, make_recommend_fn
 
     cfg = ctx.cfg.recommend
@@ -119,7 +119,7 @@ def run(ctx: JobContext) -> None:
 
 def _categories(ctx: JobContext, item_ids: np.ndarray) -> np.ndarray:
     """Category code per decodable item for the category prior (same level as `evaluate` uses)."""
-    from genrec_model.diversity import category_codes
+    from genrec_model.serve.diversity import category_codes
     from udfs.eval_fns import category_level
 
     catalog = ctx.read(CATALOG)

@@ -9,7 +9,7 @@ import sys
 
 import pandas as pd
 
-from genrec_model.schemas import JOB_RUNS, METRICS
+from genrec_model.data.schemas import JOB_RUNS, METRICS
 from jobs.common import JobContext, log_event, main_for
 
 SID_KEYS = ("items", "collision_rate_before_dedup", "dedup_digits", "recon_mse", "train_seconds",
@@ -25,7 +25,7 @@ def latest_counts(runs: pd.DataFrame, job: str) -> dict:
 def run(ctx: JobContext) -> None:
     from pyspark.sql import functions as F
 
-    from genrec_model.report import write_report
+    from genrec_model.evaluation.report import write_report
 
     metrics = ctx.read(METRICS).where(F.col("run_date") == ctx.run_date).toPandas()
     if metrics.empty:

@@ -16,16 +16,16 @@ import time
 import numpy as np
 import pandas as pd
 
-from genrec_model.schemas import INTERACTIONS, ITEM_EMBEDDINGS, ITEM_SIDS
+from genrec_model.data.schemas import INTERACTIONS, ITEM_EMBEDDINGS, ITEM_SIDS
 from jobs.common import JobContext, log_event, main_for
 
 COLLAB_FILE = "collab_embeddings.parquet"
 
 
 def run(ctx: JobContext) -> None:
-    from genrec_model.codebook_store import CodebookMeta, load_codebook, save_codebook
-    from genrec_model.rqvae import freeze, train_rqvae
-    from genrec_model.sid_codes import assign_sids, sid_stats, sid_string
+    from genrec_model.catalog.codebook_store import CodebookMeta, load_codebook, save_codebook
+    from genrec_model.catalog.rqvae import freeze, train_rqvae
+    from genrec_model.catalog.sid_codes import assign_sids, sid_stats, sid_string
     from udfs.sids_fns import SEMANTIC_DDL, make_assign_fn
 
     cfg = ctx.cfg.sids
@@ -56,7 +56,7 @@ def run(ctx: JobContext) -> None:
         x = np.stack(train["embedding"].to_numpy()).astype(np.float32)
         collab = _train_collab(ctx, cfg) if cfg.collab.enabled else None
         if collab is not None:
-            from genrec_model.collab import fuse_embeddings
+            from genrec_model.catalog.collab import fuse_embeddings
 
             cvec = np.stack([collab.get(i, np.zeros(cfg.collab.dim, np.float32)) for i in train["item_id"]])
             x = fuse_embeddings(x, cvec, cfg.collab.weight)
@@ -124,7 +124,7 @@ def run(ctx: JobContext) -> None:
 
 def _train_collab(ctx: JobContext, cfg) -> dict[str, np.ndarray]:
     """Co-occurrence counted in Spark; only the aggregated sparse counts reach the driver."""
-    from genrec_model.collab import ppmi_svd_embeddings
+    from genrec_model.catalog.collab import ppmi_svd_embeddings
     from udfs.sids_fns import cooccurrence_counts_df
 
     counts = cooccurrence_counts_df(ctx.read(INTERACTIONS), cfg.collab.window, cfg.collab.holdout_last).toPandas()

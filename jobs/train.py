@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow.dataset as pads
 
 from genrec_model.config_loader import stable_hash, to_dict
-from genrec_model.schemas import CATALOG, INTERACTIONS, ITEM_SIDS
+from genrec_model.data.schemas import CATALOG, INTERACTIONS, ITEM_SIDS
 from jobs.common import JobContext, log_event, main_for
 
 
@@ -51,8 +51,8 @@ def user_sequences(ctx: JobContext, items: pd.DataFrame, shard_dir: str, with_us
 
 
 def run(ctx: JobContext) -> None:
-    from genrec_model.fit import fit_generator
-    from genrec_model.model_store import save_model
+    from genrec_model.model.fit import fit_generator
+    from genrec_model.model.model_store import save_model
 
     cfg = ctx.cfg.train
     items = item_table(ctx)
@@ -80,7 +80,7 @@ def run(ctx: JobContext) -> None:
 
 
 def _codebook_size(ctx: JobContext, items: pd.DataFrame) -> int:
-    from genrec_model.codebook_store import read_manifest
+    from genrec_model.catalog.codebook_store import read_manifest
 
     path = ctx.cfg.artifact_path("codebooks", items["codebook_version"].iloc[0])
     return int(read_manifest(path)["codebook_size"])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from genrec_model.beam_search import (
+from genrec_model.decode.beam_search import (
     BeamSearchConfig,
     beam_search_fast,
     beam_search_reference,
@@ -12,8 +12,8 @@ from genrec_model.beam_search import (
     left_pad,
     level_starts_from_vocab,
 )
-from genrec_model.constraints import NoConstraint, TrieConstraint
-from genrec_model.trie import TrieConfig, build_trie
+from genrec_model.decode.constraints import NoConstraint, TrieConstraint
+from genrec_model.decode.trie import TrieConfig, build_trie
 
 N_SPECIAL = 3
 
@@ -238,7 +238,7 @@ def test_unconstrained_config_decodes_like_no_constraint():
 @settings(max_examples=200, deadline=None)
 @given(st.integers(1, 4), st.integers(1, 300), st.integers(1, 12), st.integers(0, 10_000))
 def test_stable_top_equals_stable_argsort(rows, n, width, seed):
-    from genrec_model.beam_search import stable_top
+    from genrec_model.decode.beam_search import stable_top
 
     rng = np.random.default_rng(seed)
     cand = rng.integers(-5, 3, size=(rows, n)).astype(np.float64)  # many ties

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from genrec_model.collab import cooccurrence_counts, fuse_embeddings, ppmi_svd_embeddings
+from genrec_model.catalog.collab import cooccurrence_counts, fuse_embeddings, ppmi_svd_embeddings
 
 
 def test_cooccurrence_counts_exact():

@@ -7,7 +7,7 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 
 import udfs.delta_store as delta_store
-from genrec_model.schemas import TableSpec
+from genrec_model.data.schemas import TableSpec
 from udfs.delta_store import ConcurrentWriteError, DeltaStore
 
 pytestmark = pytest.mark.spark

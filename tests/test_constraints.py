@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from genrec_model.constraints import EmptyAllowedSetError, NoConstraint, TrieConstraint
-from genrec_model.trie import TrieConfig, build_trie
+from genrec_model.decode.constraints import EmptyAllowedSetError, NoConstraint, TrieConstraint
+from genrec_model.decode.trie import TrieConfig, build_trie
 
 SIZES = (5, 5)
 # items: (0,1) (0,3) (2,4) (4,0)

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
-from genrec_model.schemas import TableSpec
+from genrec_model.data.schemas import TableSpec
 from udfs.delta_store import DeltaStore
 
 pytestmark = pytest.mark.spark

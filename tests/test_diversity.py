@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from genrec_model.diversity import (
+from genrec_model.serve.diversity import (
     catalog_coverage,
     distinct_category_ratio,
     fallback_share,
@@ -53,7 +53,7 @@ def test_fill_with_fallback_runs_out():
 
 
 def test_category_level_auto_skips_shared_root():
-    from genrec_model.diversity import category_codes, pick_category_level
+    from genrec_model.serve.diversity import category_codes, pick_category_level
 
     assert pick_category_level([1, 5, 9]) == 1
     assert pick_category_level([3, 5]) == 0 and pick_category_level([1, 1]) == 0

@@ -8,8 +8,8 @@ import pytest
 from deltalake import DeltaTable
 
 from genrec_model.config import load_config
-from genrec_model.rqvae import RQVAEConfig, freeze, train_rqvae
-from genrec_model.schemas import CATALOG, ITEM_EMBEDDINGS
+from genrec_model.catalog.rqvae import RQVAEConfig, freeze, train_rqvae
+from genrec_model.data.schemas import CATALOG, ITEM_EMBEDDINGS
 from jobs.common import make_context, run_recorded
 from jobs.embed import run as run_embed
 from udfs.delta_store import spark_schema
@@ -23,7 +23,7 @@ ITEMS = [("a", "Hydrating face cream", "Acme", ["Skin"]), ("b", "Argan hair oil"
 
 
 def _catalog(spark, rows):
-    from genrec_model.ingest_rules import item_text_hash
+    from genrec_model.data.ingest_rules import item_text_hash
 
     data = [(i, t, b, c, None, None, item_text_hash(t, b, c, None)) for i, t, b, c in rows]
     return spark.createDataFrame(data, spark_schema(CATALOG))
@@ -52,7 +52,7 @@ def test_embed_reembeds_only_new_and_changed_items(spark, tmp_path):
 
 
 def test_embed_partition_function_spark_matches_pandas(spark):
-    from genrec_model.text_encoder import default_model_path
+    from genrec_model.catalog.text_encoder import default_model_path
 
     catalog = _catalog(spark, ITEMS)
     now = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)

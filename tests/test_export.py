@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from genrec_model.ort_step import OrtStepModel
-from genrec_model.export import (ExportConfig, ManifestMismatchError, build_manifest, export_onnx, load_manifest,
+from genrec_model.decode.ort_step import OrtStepModel
+from genrec_model.model.export import (ExportConfig, ManifestMismatchError, build_manifest, export_onnx, load_manifest,
                                  write_manifest)
-from genrec_model.seq_model import SeqModel, SeqModelConfig
-from genrec_model.sid_vocab import SidVocab
-from genrec_model.torch_step import TorchStepModel
+from genrec_model.model.seq_model import SeqModel, SeqModelConfig
+from genrec_model.model.sid_vocab import SidVocab
+from genrec_model.model.torch_step import TorchStepModel
 
 VOCAB = SidVocab((8, 8, 4))
 MCFG = SeqModelConfig(vocab_size=VOCAB.vocab_size, n_layer=2, n_head=2, d_model=16, d_ff=32, max_positions=64)

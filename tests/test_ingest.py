@@ -3,7 +3,7 @@ import pytest
 from deltalake import DeltaTable
 
 from genrec_model.config import load_config
-from genrec_model.schemas import CATALOG, INTERACTIONS, JOB_RUNS, REJECTS
+from genrec_model.data.schemas import CATALOG, INTERACTIONS, JOB_RUNS, REJECTS
 from jobs.common import make_context, run_recorded
 from jobs.ingest import run as run_ingest
 

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from genrec_model.ingest_rules import (MAX_ID_CHARS, RAW_INTERACTION_COLUMNS, RAW_ITEM_COLUMNS,
+from genrec_model.data.ingest_rules import (MAX_ID_CHARS, RAW_INTERACTION_COLUMNS, RAW_ITEM_COLUMNS,
                                        clean_interactions, clean_items)
-from genrec_model.schemas import CATALOG
+from genrec_model.data.schemas import CATALOG
 
 MIN_TS, MAX_TS = 0, 4102444800
 FUZZ = settings(max_examples=1000, deadline=None, derandomize=True, database=None,
@@ -189,7 +189,7 @@ def test_ingest_job_on_generated_dirty_batch(spark, tmp_path):
     from deltalake import DeltaTable
 
     from genrec_model.config import load_config
-    from genrec_model.schemas import INTERACTIONS, REJECTS
+    from genrec_model.data.schemas import INTERACTIONS, REJECTS
     from jobs.common import make_context, run_recorded
     from jobs.ingest import run as run_ingest
 

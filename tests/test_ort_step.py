@@ -3,10 +3,10 @@ import pytest
 import torch
 
 pytest.importorskip("onnxruntime")
-export = pytest.importorskip("genrec_model.export")
+export = pytest.importorskip("genrec_model.model.export")
 
-from genrec_model.beam_search import BeamSearchConfig, decode, left_pad  # noqa: E402
-from genrec_model.ort_step import (  # noqa: E402
+from genrec_model.decode.beam_search import BeamSearchConfig, decode, left_pad  # noqa: E402
+from genrec_model.decode.ort_step import (  # noqa: E402
     OrtConfig,
     OrtSharedPrefixStepModel,
     OrtStepModel,
@@ -15,10 +15,10 @@ from genrec_model.ort_step import (  # noqa: E402
     export_shared_step,
     load_step_model,
 )
-from genrec_model.seq_model import SeqModel, SeqModelConfig  # noqa: E402
-from genrec_model.sid_vocab import SidVocab  # noqa: E402
-from genrec_model.torch_step import TorchStepModel  # noqa: E402
-from genrec_model.trie import build_trie  # noqa: E402
+from genrec_model.model.seq_model import SeqModel, SeqModelConfig  # noqa: E402
+from genrec_model.model.sid_vocab import SidVocab  # noqa: E402
+from genrec_model.model.torch_step import TorchStepModel  # noqa: E402
+from genrec_model.decode.trie import build_trie  # noqa: E402
 
 VOCAB = SidVocab((4, 4, 3))  # tokens: specials 0-5, level 0: 6-9, level 1: 10-13, level 2: 14-16
 SLOW = pytest.mark.slow  # the ONNX export in the `models` fixture takes ~25 s

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from genrec_model.popularity import popularity_counts, popularity_order, popularity_rank
+from genrec_model.serve.popularity import popularity_counts, popularity_order, popularity_rank
 
 
 def test_counts_from_training_sequences_only():

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from genrec_model.report import PUBLISHED_BEAUTY_ANCHORS, metrics_frame, metrics_table, write_report
+from genrec_model.evaluation.report import PUBLISHED_BEAUTY_ANCHORS, metrics_frame, metrics_table, write_report
 
 
 def _metrics() -> pd.DataFrame:

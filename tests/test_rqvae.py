@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from genrec_model.rqvae import FrozenRQVAE, RQVAEConfig, freeze, kmeans, train_rqvae
+from genrec_model.catalog.rqvae import FrozenRQVAE, RQVAEConfig, freeze, kmeans, train_rqvae
 
 
 def planted_clusters(seed: int = 0, n_clusters: int = 8, per: int = 50, dim: int = 16):

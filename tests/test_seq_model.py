@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from genrec_model.seq_model import SeqModel, SeqModelConfig
+from genrec_model.model.seq_model import SeqModel, SeqModelConfig
 
 CFG = SeqModelConfig(vocab_size=37, n_layer=2, n_head=2, d_model=16, d_ff=32, dropout=0.0, max_positions=32)
 
@@ -52,7 +52,7 @@ def test_tied_head():
 
 def test_hf_gpt2_same_logits():
     pytest.importorskip("transformers")
-    from genrec_model.hf_compat import to_hf_gpt2
+    from genrec_model.model.hf_compat import to_hf_gpt2
 
     m = _model(3)
     with torch.no_grad():  # non-trivial LayerNorm params so a wrong mapping shows
@@ -71,7 +71,7 @@ def test_hf_gpt2_same_logits():
 
 
 def test_torch_step_model_matches_full_forward():
-    from genrec_model.torch_step import TorchStepModel
+    from genrec_model.model.torch_step import TorchStepModel
 
     m = _model(4)
     step = TorchStepModel(m)

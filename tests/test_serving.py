@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from genrec_model.serving import (
+from genrec_model.serve.serving import (
     ServingConfig,
     adaptive_weights,
     category_coverage,

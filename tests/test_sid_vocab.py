@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from genrec_model.sid_vocab import BOS, EOS, PAD, SidVocab
+from genrec_model.model.sid_vocab import BOS, EOS, PAD, SidVocab
 
 
 def test_layout_and_round_trip():

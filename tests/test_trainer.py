@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from genrec_model.seq_model import SeqModel, SeqModelConfig
-from genrec_model.sid_vocab import SidVocab
-from genrec_model.beam_search import left_pad
-from genrec_model.train_data import (DataConfig, alignment_sequences, build_word_vocab, collate, eval_examples,
+from genrec_model.model.seq_model import SeqModel, SeqModelConfig
+from genrec_model.model.sid_vocab import SidVocab
+from genrec_model.decode.beam_search import left_pad
+from genrec_model.model.train_data import (DataConfig, alignment_sequences, build_word_vocab, collate, eval_examples,
                                      item_word_ids, rec_sequences, rec_windows)
-from genrec_model.trainer import TrainConfig, lr_at, teacher_forced_metrics, train
+from genrec_model.model.trainer import TrainConfig, lr_at, teacher_forced_metrics, train
 
 
 def test_rec_windows_cover_each_target_once():
@@ -95,7 +95,7 @@ def test_group_softmax_loss_is_per_level_cross_entropy():
     x = torch.tensor([[1, 6, 9, 7]])
     y = torch.tensor([[6, 9, 7, 12]])  # level 0, level 1, level 0, extra token
     w = torch.tensor([[1.0, 2.0, 0.0, 1.0]])
-    from genrec_model.trainer import sequence_loss
+    from genrec_model.model.trainer import sequence_loss
 
     got = sequence_loss(model, x, y, w, 0.0, torch.tensor(vocab.softmax_groups()))
     logits, _, _ = model(x)

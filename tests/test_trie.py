@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from genrec_model.trie import NO_NODE, TrieConfig, build_trie
+from genrec_model.decode.trie import NO_NODE, TrieConfig, build_trie
 
 # items (index: codes), given out of lexicographic order on purpose
 CODES = np.array([[2, 2], [0, 2], [1, 0], [0, 1]])

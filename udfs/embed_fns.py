@@ -9,7 +9,7 @@ import datetime as dt
 
 import pandas as pd
 
-from genrec_model.text_encoder import TextEncoder, render_text
+from genrec_model.catalog.text_encoder import TextEncoder, render_text
 
 _ENCODERS: dict[tuple, TextEncoder] = {}
 

@@ -1,7 +1,7 @@
 """Spark transforms of the `evaluate` stage (DataFrame -> DataFrame, no I/O).
 
-Leave-one-out as in genrec_model/splits.py: a user's last item is the test target, the one
-before it the validation target. Metrics follow genrec_model/metrics.py (one relevant item:
+Leave-one-out as in genrec_model/data/splits.py: a user's last item is the test target, the one
+before it the validation target. Metrics follow genrec_model/evaluation/metrics.py (one relevant item:
 Recall@K = HR@K, NDCG@K = 1/log2(rank+1) inside the top K), averaged over every user with a
 target, so a user with no list counts as a miss.
 """
@@ -58,7 +58,7 @@ def category_level(catalog, level: int | None, max_levels: int = 8) -> int:
     distinct values per level counted in Spark."""
     from pyspark.sql import functions as F
 
-    from genrec_model.diversity import pick_category_level
+    from genrec_model.serve.diversity import pick_category_level
 
     if level is not None:
         return pick_category_level([], level)
@@ -71,7 +71,7 @@ def beyond_accuracy(recs, catalog, k: int, level: int = 0):
     """-> (model, split, metric, k, value): catalog coverage@k and intra-list category diversity@k.
 
     Diversity uses each item's category at `level` of its path: 1 - share of same-category pairs in a list
-    (genrec_model.diversity.intra_list_diversity is the numpy reference); lists without
+    (genrec_model.serve.diversity.intra_list_diversity is the numpy reference); lists without
     categories are left out, and no row is written when no list has any.
     """
     from pyspark.sql import functions as F

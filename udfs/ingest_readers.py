@@ -1,7 +1,7 @@
 """Readers for the raw dataset formats -> raw Spark DataFrames of string columns.
 
 Every reader returns (raw_items, raw_interactions) with the columns of
-`genrec_model.ingest_rules.RAW_ITEM_COLUMNS` / `RAW_INTERACTION_COLUMNS`, one row per
+`genrec_model.data.ingest_rules.RAW_ITEM_COLUMNS` / `RAW_INTERACTION_COLUMNS`, one row per
 input record, so input counts are taken before any cleaning. Files are read by
 Spark tasks; the driver only resolves file names.
 """
@@ -15,7 +15,7 @@ import zipfile
 import pandas as pd
 
 from genrec_model.config import DataConfig
-from genrec_model.ingest_rules import RAW_INTERACTION_COLUMNS, RAW_ITEM_COLUMNS
+from genrec_model.data.ingest_rules import RAW_INTERACTION_COLUMNS, RAW_ITEM_COLUMNS
 
 RAW_ITEMS_DDL = ("item_id string, title string, brand string, categories string, description string, "
                  "price string, src_order bigint")

@@ -1,6 +1,6 @@
 """Spark transforms of the ingest: raw rows -> (accepted, rejected), DataFrame -> DataFrame.
 
-Row-local rules run in `mapInPandas` over `genrec_model.ingest_rules`; the rules that
+Row-local rules run in `mapInPandas` over `genrec_model.data.ingest_rules`; the rules that
 need the whole data set (duplicates, unknown items) run here as joins and windows.
 Every input row leaves in exactly one of the two outputs.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from genrec_model.ingest_rules import clean_interactions, clean_items
+from genrec_model.data.ingest_rules import clean_interactions, clean_items
 
 _CLEAN_ITEMS_DDL = ("item_id string, title string, brand string, categories array<string>, description string, "
                     "price double, text_hash string, src_order bigint, reason string, record string")

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from genrec_model.beam_search import BeamSearchConfig, decode
-from genrec_model.serving import ServingConfig, recommend
-from genrec_model.train_data import history_tokens
-from genrec_model.trie import build_trie
+from genrec_model.decode.beam_search import BeamSearchConfig, decode
+from genrec_model.serve.serving import ServingConfig, recommend
+from genrec_model.model.train_data import history_tokens
+from genrec_model.decode.trie import build_trie
 
 OUT_DDL = ("user_id string, recs array<struct<item_id: string, score: double, rank: int>>, is_fallback boolean, "
            "n_known bigint")
@@ -41,9 +41,9 @@ _DECODERS: dict[tuple, Decoder] = {}
 def build_decoder(onnx_dir: str, item_ids: np.ndarray, codes: np.ndarray, popularity: np.ndarray,
                   beam: BeamSearchConfig, serving: ServingConfig, max_history: int, threads: int,
                   use_gpu: bool | None, codebook_version: str, categories: np.ndarray | None = None) -> Decoder:
-    from genrec_model.fit import level_starts
-    from genrec_model.ort_step import OrtConfig, load_step_model
-    from genrec_model.sid_vocab import SidVocab
+    from genrec_model.model.fit import level_starts
+    from genrec_model.decode.ort_step import OrtConfig, load_step_model
+    from genrec_model.model.sid_vocab import SidVocab
 
     step_model = load_step_model(onnx_dir, OrtConfig(intra_op_threads=threads, use_gpu=use_gpu),
                                  expected_codebook_version=codebook_version)

@@ -4,15 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from genrec_model.collab import fuse_embeddings
-from genrec_model.rqvae import FrozenRQVAE
+from genrec_model.catalog.collab import fuse_embeddings
+from genrec_model.catalog.rqvae import FrozenRQVAE
 
 SEMANTIC_DDL = "item_id string, semantic array<int>"
 
 
 def cooccurrence_counts_df(interactions, window: int, holdout_last: int = 0):
     """(item_a, item_b, n): ordered pairs of distinct items at distance 1..window in a user's history,
-    counted both ways — the distributed twin of `genrec_model.collab.cooccurrence_counts`.
+    counted both ways — the distributed twin of `genrec_model.catalog.collab.cooccurrence_counts`.
     holdout_last drops each user's last events first (leave-one-out evaluation must not see them)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F

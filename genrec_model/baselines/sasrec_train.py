@@ -1,4 +1,4 @@
-"""Training and full-ranking inference for SASRec (see genrec_model/sasrec.py).
+"""Training and full-ranking inference for SASRec (see genrec_model/baselines/sasrec.py).
 
 Training sequences are cut into windows of at most max_len + 1 items; every
 position predicts the next item with a softmax over the whole catalog. Early
@@ -15,9 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genrec_model.metrics import recall_ndcg_at_k
-from genrec_model.sasrec import SASRec, SASRecConfig
-from genrec_model.splits import Example
+from genrec_model.evaluation.metrics import recall_ndcg_at_k
+from genrec_model.baselines.sasrec import SASRec, SASRecConfig
+from genrec_model.data.splits import Example
 
 
 @dataclass(frozen=True)

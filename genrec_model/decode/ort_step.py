@@ -62,7 +62,7 @@ def _open_sessions(model_dir: str | Path, step_file: str, cfg: OrtConfig, expect
     """(manifest, providers, prefill session, step session) for an exported model folder."""
     import onnxruntime as ort
 
-    from genrec_model.export import load_manifest
+    from genrec_model.model.export import load_manifest
 
     model_dir = Path(model_dir)
     manifest = load_manifest(str(model_dir), expected_codebook_version)

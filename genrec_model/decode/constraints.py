@@ -10,7 +10,7 @@ from typing import Protocol
 
 import numpy as np
 
-from genrec_model.trie import SidTrie
+from genrec_model.decode.trie import SidTrie
 
 
 class EmptyAllowedSetError(ValueError):

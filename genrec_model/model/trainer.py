@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genrec_model.seq_model import SeqModel
-from genrec_model.train_data import TokenSequences, collate, history_tokens
+from genrec_model.model.seq_model import SeqModel
+from genrec_model.model.train_data import TokenSequences, collate, history_tokens
 
 
 @dataclass(frozen=True)

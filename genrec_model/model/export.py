@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from genrec_model.seq_model import SeqModel
-from genrec_model.sid_vocab import SidVocab
+from genrec_model.model.seq_model import SeqModel
+from genrec_model.model.sid_vocab import SidVocab
 
 MANIFEST = "manifest.json"
 PREFILL, STEP = "prefill.onnx", "step.onnx"

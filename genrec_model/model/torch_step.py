@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from genrec_model.seq_model import SeqModel
+from genrec_model.model.seq_model import SeqModel
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from transformers import T5Config, T5ForConditionalGeneration
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
-from genrec_model.sid_vocab import BOS, EOS, PAD
+from genrec_model.model.sid_vocab import BOS, EOS, PAD
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from genrec_model.seq_model import SeqModel
+from genrec_model.model.seq_model import SeqModel
 
 
 def hf_gpt2_config(model: SeqModel):

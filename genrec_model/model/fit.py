@@ -8,16 +8,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from genrec_model.beam_search import BeamSearchConfig, decode
-from genrec_model.metrics import recall_ndcg_at_k
-from genrec_model.seq_model import SeqModel, SeqModelConfig
-from genrec_model.sid_vocab import SidVocab
-from genrec_model.torch_step import TorchStepModel
-from genrec_model.train_data import DataConfig as SeqDataConfig
-from genrec_model.train_data import (build_word_vocab, epoch_sequences, eval_examples, history_tokens,
+from genrec_model.decode.beam_search import BeamSearchConfig, decode
+from genrec_model.evaluation.metrics import recall_ndcg_at_k
+from genrec_model.model.seq_model import SeqModel, SeqModelConfig
+from genrec_model.model.sid_vocab import SidVocab
+from genrec_model.model.torch_step import TorchStepModel
+from genrec_model.model.train_data import DataConfig as SeqDataConfig
+from genrec_model.model.train_data import (build_word_vocab, epoch_sequences, eval_examples, history_tokens,
                                      item_word_ids, rec_sequences)
-from genrec_model.trainer import TrainConfig, TrainResult, train
-from genrec_model.trie import SidTrie, build_trie
+from genrec_model.model.trainer import TrainConfig, TrainResult, train
+from genrec_model.decode.trie import SidTrie, build_trie
 
 
 @dataclass(frozen=True)

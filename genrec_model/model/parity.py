@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from genrec_model.beam_search import left_pad
+from genrec_model.decode.beam_search import left_pad
 
 
 def max_logit_diff(reference, candidate, vocab_size: int, n_users: int = 8, max_len: int = 30, n_steps: int = 3,

@@ -1,6 +1,6 @@
 """Training token sequences from user histories and item SIDs (+ text alignment tasks).
 
-Recommendation task (leave-one-out as genrec_model/splits.py): a user's training prefix (sequence
+Recommendation task (leave-one-out as genrec_model/data/splits.py): a user's training prefix (sequence
 minus validation and test items) is cut into windows of at most `max_history + 1` items, each laid out
 `BOS sid(i1) sid(i2) ...`. A decoder-only model trains every next-item position of a window at once;
 loss is on SID tokens of items 2.. of the window (item 1 has no history).
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from genrec_model.sid_vocab import BOS, PAD, SidVocab
-from genrec_model.splits import Example, split_sequence
+from genrec_model.model.sid_vocab import BOS, PAD, SidVocab
+from genrec_model.data.splits import Example, split_sequence
 
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = frozenset("a an and the of for with to in on by or from at as is it this that oz fl ml pack".split())

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from genrec_model.rqvae import FrozenRQVAE
+from genrec_model.catalog.rqvae import FrozenRQVAE
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"

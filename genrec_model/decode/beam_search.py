@@ -17,8 +17,8 @@ from typing import Any, Literal, Protocol, Sequence
 import numba
 import numpy as np
 
-from genrec_model.constraints import Constraint, NoConstraint
-from genrec_model.trie import SidTrie
+from genrec_model.decode.constraints import Constraint, NoConstraint
+from genrec_model.decode.trie import SidTrie
 
 
 class StepModel(Protocol):

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from genrec_model.seq_model import SeqModel, SeqModelConfig
-from genrec_model.sid_vocab import SidVocab
+from genrec_model.model.seq_model import SeqModel, SeqModelConfig
+from genrec_model.model.sid_vocab import SidVocab
 
 CHECKPOINT = "checkpoint.pt"
 ITEMS = "items.parquet"

@@ -1,0 +1,1 @@
+"""Reference models evaluated with the same code: SASRec-CE (most-popular lives in serve.popularity)."""

@@ -1,0 +1,1 @@
+"""Tables and their schemas, ingest cleaning rules, leave-one-out splits."""

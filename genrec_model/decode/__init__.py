@@ -1,0 +1,1 @@
+"""Decoding: packed trie, constraints, beam search, onnxruntime step models (no torch)."""

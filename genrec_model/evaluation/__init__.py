@@ -1,0 +1,1 @@
+"""Offline metrics and the HTML report."""

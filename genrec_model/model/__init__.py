@@ -1,0 +1,1 @@
+"""The generative model: SID vocabulary, transformer, training, ONNX export, model artifacts."""

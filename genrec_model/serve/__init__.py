@@ -1,0 +1,1 @@
+"""Post-processing of decoded lists: seen-item filtering, fusion priors, popularity fill, diversity."""
