@@ -21,3 +21,10 @@ if [ ! -f data/recbole-1.2.1-py3-none-any.whl ]; then
   mkdir -p data
   python -m pip download -q recbole==1.2.1 --no-deps -d data/
 fi
+# The Delta Lake Spark connector (delta-spark for our pyspark, delta-storage, delta-kernel and the few
+# runtime deps pyspark lacks) from Maven Central into ./.jars (or $GENREC_DELTA_JARS), once: Spark
+# sessions load it from there (udfs/session.py), nothing is fetched at run time. Needs mvn the first
+# time; GENREC_SKIP_DELTA_JARS=1 skips it (sessions then fall back to the delta-rs commit path).
+if [ "${GENREC_SKIP_DELTA_JARS:-0}" != "1" ]; then
+  bash scripts/fetch_delta_jars.sh
+fi
