@@ -60,16 +60,20 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_beauty import DATA, full_codes, load_beauty, minilm_embeddings, semantic_codes  # noqa: E402
 
-from genrec_model.decode.beam_search import BeamSearchConfig, decode, left_pad  # noqa: E402
+from genrec_model.decode.beam_search import decode, left_pad
+from genrec_model.decode.config import BeamSearchConfig  # noqa: E402
 from genrec_model.model.encdec_model import EncDecConfig, EncDecModel, EncDecStepModel  # noqa: E402
 from genrec_model.evaluation.metrics import recall_ndcg_at_k  # noqa: E402
-from genrec_model.model.seq_model import SeqModel, SeqModelConfig  # noqa: E402
+from genrec_model.model.seq_model import SeqModel
+from genrec_model.model.config import SeqModelConfig  # noqa: E402
 from genrec_model.model.sid_vocab import PAD, SidVocab  # noqa: E402
 from genrec_model.data.splits import split_sequence  # noqa: E402
 from genrec_model.model.torch_step import TorchStepModel  # noqa: E402
-from genrec_model.model.train_data import (DataConfig, TokenSequences, collate, eval_examples,  # noqa: E402
-                                     history_tokens, rec_sequences)
-from genrec_model.model.trainer import TrainConfig, batches, make_optimizer, sequence_loss  # noqa: E402
+from genrec_model.model.train_data import TokenSequences, collate, eval_examples, rec_sequences
+from genrec_model.model.sid_vocab import history_tokens
+from genrec_model.model.config import SeqDataConfig
+from genrec_model.model.trainer import batches, make_optimizer, sequence_loss
+from genrec_model.model.config import TrainConfig  # noqa: E402
 from genrec_model.decode.trie import build_trie  # noqa: E402
 
 # loss_fn(model, token arrays, weight arrays) -> (loss, target items, input tokens) of one batch
@@ -196,7 +200,7 @@ def main() -> None:
     L = vocab.n_levels
     trie = build_trie(codes, level_sizes)
     level_ranges = [vocab.level_range(lv) for lv in range(L)]
-    dcfg = DataConfig(max_history=20)
+    dcfg = SeqDataConfig(max_history=20)
 
     vh, vt, vrows = eval_examples(seqs, dcfg.max_history, "valid")
     th, tt, trows = eval_examples(seqs, dcfg.max_history, "test")

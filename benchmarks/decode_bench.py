@@ -31,11 +31,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import torch
 
-from genrec_model.decode.beam_search import BeamSearchConfig, decode, left_pad, level_logsumexp, topk_children
+from genrec_model.decode.beam_search import decode, left_pad, level_logsumexp, topk_children
+from genrec_model.decode.config import BeamSearchConfig
 from genrec_model.model.export import export_onnx
 from genrec_model.model.hf_compat import to_hf_gpt2
-from genrec_model.decode.ort_step import OrtConfig, OrtStepModel, export_shared_step, load_step_model
-from genrec_model.model.seq_model import SeqModel, SeqModelConfig
+from genrec_model.decode.ort_step import OrtStepModel, export_shared_step, load_step_model
+from genrec_model.decode.config import OrtConfig
+from genrec_model.model.seq_model import SeqModel
+from genrec_model.model.config import SeqModelConfig
 from genrec_model.model.sid_vocab import BOS, SidVocab
 from genrec_model.decode.trie import build_trie
 

@@ -38,7 +38,8 @@ def main() -> None:
     from sentence_transformers import SentenceTransformer
     import torch
 
-    from genrec_model.config import EmbedConfig, SparkConfig
+    from genrec_model.config import SparkConfig
+    from genrec_model.catalog.config import EmbedConfig
     from genrec_model.catalog.text_encoder import default_model_path, render_text
     from udfs.delta_store import spark_schema
     from genrec_model.data.schemas import CATALOG, ITEM_EMBEDDINGS

@@ -90,7 +90,7 @@ def train_sequences(data_dir: Path, asin_index: dict[str, int]) -> list[np.ndarr
 
 
 def rq_config(input_dim: int, args: argparse.Namespace, **kw):
-    from genrec_model.catalog.rqvae import RQVAEConfig
+    from genrec_model.catalog.config import RQVAEConfig
 
     kw = {"latent_dim": args.latent_dims[0], **kw}
     return RQVAEConfig(input_dim=input_dim, n_levels=3, codebook_size=256, hidden_dims=(512, 256, 128),

@@ -27,16 +27,10 @@ import pandas as pd
 from genrec_model.serve.diversity import catalog_coverage
 from genrec_model.evaluation.metrics import recall_ndcg_at_k
 from genrec_model.serve.popularity import popularity_counts, popularity_rank
-from genrec_model.baselines.sasrec import SASRec, SASRecConfig
-from genrec_model.baselines.sasrec_train import (
-    SASRecTrainConfig,
-    length_bucketed_batches,
-    make_windows,
-    pad_right,
-    sasrec_rank,
-    sequence_loss,
-    train_sasrec,
-)
+from genrec_model.baselines.sasrec import SASRec
+from genrec_model.baselines.config import SASRecConfig
+from genrec_model.baselines.sasrec_train import length_bucketed_batches, make_windows, pad_right, sasrec_rank, sequence_loss, train_sasrec
+from genrec_model.baselines.config import SASRecTrainConfig
 from genrec_model.evaluation.report import metrics_frame, write_report
 from genrec_model.data.splits import split_sequence
 

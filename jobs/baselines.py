@@ -55,10 +55,11 @@ def run(ctx: JobContext) -> None:
             seen = [ex.history for _, ex in cases[split]] if filter_seen else None
             emit("popularity", "popularity", split, users, popularity_rank(counts, len(users), k, seen))
     if "sasrec" in cfg.models:
-        from genrec_model.baselines.sasrec import SASRecConfig
         from genrec_model.baselines.sasrec_train import sasrec_rank, train_sasrec
 
-        scfg = SASRecConfig(n_items=len(items), **dataclasses.asdict(cfg.sasrec))
+        if cfg.sasrec.n_items:
+            raise ValueError("baselines.sasrec.n_items is set from the catalog; leave it 0")
+        scfg = dataclasses.replace(cfg.sasrec, n_items=len(items))
         model, history = train_sasrec(train_prefixes, [ex for _, ex in cases["valid"]], scfg, cfg.sasrec_train)
         version = f"sasrec-{stable_hash([dataclasses.asdict(scfg), dataclasses.asdict(cfg.sasrec_train)], 8)}"
         for split in splits:

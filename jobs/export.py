@@ -14,9 +14,10 @@ ONNX_DIR = "onnx"
 
 
 def run(ctx: JobContext) -> None:
-    from genrec_model.model.export import ExportConfig, export_onnx, load_manifest, write_manifest
+    from genrec_model.model.export import export_onnx, load_manifest, write_manifest
     from genrec_model.model.model_store import load_model
-    from genrec_model.decode.ort_step import OrtConfig, OrtStepModel, export_shared_step, load_step_model
+    from genrec_model.decode.ort_step import OrtStepModel, export_shared_step, load_step_model
+    from genrec_model.decode.config import OrtConfig
     from genrec_model.model.parity import max_logit_diff
     from genrec_model.model.torch_step import TorchStepModel
 
@@ -25,7 +26,7 @@ def run(ctx: JobContext) -> None:
     version, codebook = bundle.manifest["model_version"], bundle.manifest["codebook_version"]
     out_dir = os.path.join(bundle.path, ONNX_DIR)
     manifest = export_onnx(bundle.model, bundle.vocab, out_dir, version, codebook,
-                           ExportConfig(opset=cfg.opset, prefer_dynamo=cfg.prefer_dynamo),
+                           cfg,
                            extra={"config_hash_run": ctx.cfg.config_hash(), "dataset": ctx.cfg.data.dataset})
     if cfg.shared_prefix_step:
         export_shared_step(bundle.model, out_dir, cfg.opset)

@@ -49,7 +49,7 @@ def histories_df(interactions, split: str, as_of: str | None):
 def run(ctx: JobContext) -> None:
     from pyspark.sql import functions as F
 
-    from genrec_model.decode.beam_search import BeamSearchConfig
+    from genrec_model.decode.config import BeamSearchConfig
     from genrec_model.model.export import load_manifest
     from genrec_model.model.model_store import ITEMS, MANIFEST, resolve_version
     from udfs.recommend_fns import OUT_DDL, make_recommend_fn

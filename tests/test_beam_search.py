@@ -4,14 +4,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from genrec_model.decode.beam_search import (
-    BeamSearchConfig,
-    beam_search_fast,
-    beam_search_reference,
-    decode,
-    left_pad,
-    level_starts_from_vocab,
-)
+from genrec_model.model.sid_vocab import SidVocab
+from genrec_model.decode.beam_search import beam_search_fast, beam_search_reference, decode, left_pad
+from genrec_model.decode.config import BeamSearchConfig
 from genrec_model.decode.constraints import NoConstraint, TrieConstraint
 from genrec_model.decode.trie import TrieConfig, build_trie
 
@@ -62,7 +57,7 @@ class SlicedHashStepModel(HashStepModel):
 
 def run_both(model_factory, codes, sizes, histories, cfg, trie_cfg=TrieConfig(), fast_factory=None):
     trie = build_trie(codes, sizes, trie_cfg)
-    starts = level_starts_from_vocab(sizes, N_SPECIAL)
+    starts = SidVocab(sizes, task_tokens=()).level_starts
     batch = left_pad(histories)
     ref = beam_search_reference(model_factory(), TrieConstraint(trie), trie, starts, *batch, cfg)
     fast = beam_search_fast((fast_factory or model_factory)(), trie, starts, *batch, cfg)
@@ -104,7 +99,7 @@ def test_no_constraint_drops_non_items():
     }
     codes = np.array([[0, 0], [0, 1], [1, 1]])
     trie = build_trie(codes, sizes)
-    starts = level_starts_from_vocab(sizes, N_SPECIAL)
+    starts = SidVocab(sizes, task_tokens=()).level_starts
     cfg = BeamSearchConfig(beam_width=4, top_k=3)
     items, scores = beam_search_reference(HashStepModel(vocab, table=table), NoConstraint(), trie, starts,
                                           *left_pad([np.array(hist)]), cfg)
@@ -132,7 +127,7 @@ def test_model_calls_and_left_pad():
     codes = np.array([[0, 0, 0], [0, 1, 0], [1, 1, 1]])
     trie = build_trie(codes, (2, 2, 2))
     m = HashStepModel(N_SPECIAL + 6)
-    items, _ = decode(m, trie, level_starts_from_vocab((2, 2, 2), N_SPECIAL), [np.array([1])] * 5,
+    items, _ = decode(m, trie, SidVocab((2, 2, 2), task_tokens=()).level_starts, [np.array([1])] * 5,
                       BeamSearchConfig(beam_width=3, top_k=3, users_per_call=2))
     assert m.calls == 3 * 3  # 3 chunks x (prefill + 2 steps)
     assert (np.sort(items, axis=1) == [0, 1, 2]).all()
@@ -141,7 +136,7 @@ def test_model_calls_and_left_pad():
 def test_decode_length_bucketing_keeps_user_order():
     codes = np.stack(np.unravel_index(np.arange(0, 27, 2), (3, 3, 3)), axis=1)
     trie = build_trie(codes, (3, 3, 3))
-    starts = level_starts_from_vocab((3, 3, 3), N_SPECIAL)
+    starts = SidVocab((3, 3, 3), task_tokens=()).level_starts
     rng = np.random.default_rng(1)
     hist = [rng.integers(3, 12, n) for n in (5, 1, 3, 2, 4, 1, 6)]
     cfg = BeamSearchConfig(beam_width=4, top_k=3, users_per_call=2)
@@ -197,7 +192,7 @@ def test_fast_matches_reference(problem):
 def test_sliced_head_requested_per_level():
     codes = np.array([[0, 0, 0], [0, 1, 1], [1, 1, 0]])
     trie = build_trie(codes, (2, 2, 2))
-    starts = level_starts_from_vocab((2, 2, 2), N_SPECIAL)
+    starts = SidVocab((2, 2, 2), task_tokens=()).level_starts
     seen = []
 
     class Spy(SlicedHashStepModel):
@@ -223,7 +218,7 @@ def test_config_validation():
 def test_unconstrained_config_decodes_like_no_constraint():
     codes = np.stack(np.unravel_index(np.arange(0, 27, 3), (3, 3, 3)), axis=1)
     trie = build_trie(codes, (3, 3, 3))
-    starts = level_starts_from_vocab((3, 3, 3), N_SPECIAL)
+    starts = SidVocab((3, 3, 3), task_tokens=()).level_starts
     hist = [np.array([3, 5, 7]), np.array([4]), np.array([8, 9])]
     free_cfg = BeamSearchConfig(beam_width=6, top_k=6, users_per_call=2, constrained=False)
     by_cfg, s_cfg = decode(HashStepModel(12), trie, starts, hist, free_cfg)

@@ -23,7 +23,7 @@ def test_yaml_and_overrides_are_typed(tmp_path):
     assert cfg.data.format == "lcrec" and cfg.data.max_timestamp == 10
     assert cfg.run_date == "2024-02-03"  # YAML reads it as a date; the str field gets the ISO text
     assert cfg.spark.extra_conf == {"a": "b"}
-    assert cfg.table_path("catalog") == "/lh/catalog"
+    assert cfg.lakehouse_root() == "/lh"
 
 
 @pytest.mark.parametrize("override, message", [

@@ -3,10 +3,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from genrec_model.decode.beam_search import BeamSearchConfig, decode, left_pad
+from genrec_model.decode.beam_search import decode, left_pad
+from genrec_model.decode.config import BeamSearchConfig
 from genrec_model.model.encdec_model import EncDecConfig, EncDecModel, EncDecStepModel
 from genrec_model.model.sid_vocab import BOS, SidVocab
-from genrec_model.model.train_data import history_tokens
+from genrec_model.model.sid_vocab import history_tokens
 from genrec_model.decode.trie import build_trie
 
 @pytest.fixture(autouse=True)

@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from genrec_model.decode.ort_step import OrtStepModel
-from genrec_model.model.export import (ExportConfig, ManifestMismatchError, build_manifest, export_onnx, load_manifest,
-                                 write_manifest)
-from genrec_model.model.seq_model import SeqModel, SeqModelConfig
+from genrec_model.model.export import ManifestMismatchError, build_manifest, export_onnx, load_manifest, write_manifest
+from genrec_model.model.config import ExportConfig
+from genrec_model.model.seq_model import SeqModel
+from genrec_model.model.config import SeqModelConfig
 from genrec_model.model.sid_vocab import SidVocab
 from genrec_model.model.torch_step import TorchStepModel
 

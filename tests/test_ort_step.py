@@ -5,17 +5,12 @@ import torch
 pytest.importorskip("onnxruntime")
 export = pytest.importorskip("genrec_model.model.export")
 
-from genrec_model.decode.beam_search import BeamSearchConfig, decode, left_pad  # noqa: E402
-from genrec_model.decode.ort_step import (  # noqa: E402
-    OrtConfig,
-    OrtSharedPrefixStepModel,
-    OrtStepModel,
-    choose_providers,
-    cuda_device_visible,
-    export_shared_step,
-    load_step_model,
-)
-from genrec_model.model.seq_model import SeqModel, SeqModelConfig  # noqa: E402
+from genrec_model.decode.beam_search import decode, left_pad
+from genrec_model.decode.config import BeamSearchConfig  # noqa: E402
+from genrec_model.decode.ort_step import OrtSharedPrefixStepModel, OrtStepModel, choose_providers, cuda_device_visible, export_shared_step, load_step_model
+from genrec_model.decode.config import OrtConfig
+from genrec_model.model.seq_model import SeqModel
+from genrec_model.model.config import SeqModelConfig  # noqa: E402
 from genrec_model.model.sid_vocab import SidVocab  # noqa: E402
 from genrec_model.model.torch_step import TorchStepModel  # noqa: E402
 from genrec_model.decode.trie import build_trie  # noqa: E402

@@ -43,7 +43,7 @@ def pipeline(spark, tmp_path_factory):
 
 
 def _table(cfg, name):
-    return DeltaTable(cfg.table_path(name)).to_pandas()
+    return DeltaTable(os.path.join(cfg.lakehouse_root(), name)).to_pandas()
 
 
 def test_ingest_counts_reconcile(pipeline):
@@ -123,10 +123,10 @@ def test_retrain_new_codebook_then_recommend_refuses(pipeline, spark):
     sids = _table(cfg, "item_sids")
     assert sids["codebook_version"].nunique() == 1 and sids["codebook_version"].iloc[0] != old_version
     assert sids["sid"].is_unique
-    before = DeltaTable(cfg.table_path("recommendations")).version()
+    before = DeltaTable(os.path.join(cfg.lakehouse_root(), "recommendations")).version()
     with pytest.raises(RuntimeError, match="trained on codebook .* but item_sids holds"):
         _run(cfg, spark, "recommend")
-    assert DeltaTable(cfg.table_path("recommendations")).version() == before
+    assert DeltaTable(os.path.join(cfg.lakehouse_root(), "recommendations")).version() == before
     runs = _table(cfg, "job_runs")
     assert "failed" in set(runs[runs["job"] == "recommend"]["status"])
     assert len(os.listdir(cfg.artifact_path("codebooks"))) == 2

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from genrec_model.catalog.rqvae import FrozenRQVAE, RQVAEConfig, freeze, kmeans, train_rqvae
+from genrec_model.catalog.rqvae import FrozenRQVAE, freeze, kmeans, train_rqvae
+from genrec_model.catalog.config import RQVAEConfig
 
 
 def planted_clusters(seed: int = 0, n_clusters: int = 8, per: int = 50, dim: int = 16):

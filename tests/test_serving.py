@@ -1,16 +1,8 @@
 import numpy as np
 import pytest
 
-from genrec_model.serve.serving import (
-    ServingConfig,
-    adaptive_weights,
-    category_coverage,
-    intra_list_diversity,
-    log_popularity_prior,
-    needs_fallback,
-    recommend,
-    recommendations_frame,
-)
+from genrec_model.serve.serving import adaptive_weights, category_coverage, intra_list_diversity, log_popularity_prior, needs_fallback, recommend, recommendations_frame
+from genrec_model.serve.config import ServingConfig
 
 LN = np.log
 # catalog of 6 items; popularity counts -> popular order 5, 0, 3, 1, 2, 4 (ties by index)

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from genrec_model.catalog.sid_codes import sid_string
 from genrec_model.model.sid_vocab import BOS, EOS, PAD, SidVocab
 
 
@@ -15,7 +16,7 @@ def test_layout_and_round_trip():
     assert toks.tolist() == [[6, 10, 13], [9, 12, 14], [7, 10, 14]]
     assert v.tokens_to_codes(toks).tolist() == codes.tolist()
     assert v.extra_token([0, 4]).tolist() == [15, 19]
-    assert v.sid_string([3, 2, 1]) == "<a_3><b_2><c_1>"
+    assert sid_string([3, 2, 1]) == "<a_3><b_2><c_1>"
 
 
 def test_rejects_out_of_range():

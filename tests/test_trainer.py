@@ -2,12 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from genrec_model.model.seq_model import SeqModel, SeqModelConfig
+from genrec_model.model.seq_model import SeqModel
+from genrec_model.model.config import SeqModelConfig
 from genrec_model.model.sid_vocab import SidVocab
 from genrec_model.decode.beam_search import left_pad
-from genrec_model.model.train_data import (DataConfig, alignment_sequences, build_word_vocab, collate, eval_examples,
-                                     item_word_ids, rec_sequences, rec_windows)
-from genrec_model.model.trainer import TrainConfig, lr_at, teacher_forced_metrics, train
+from genrec_model.model.train_data import alignment_sequences, build_word_vocab, collate, eval_examples, item_word_ids, rec_sequences, rec_windows
+from genrec_model.model.config import SeqDataConfig
+from genrec_model.model.trainer import lr_at, teacher_forced_metrics, train
+from genrec_model.model.config import TrainConfig
 
 
 def test_rec_windows_cover_each_target_once():
@@ -23,7 +25,7 @@ def test_rec_sequences_layout_and_weights():
     codes = np.array([[0, 0], [1, 1], [2, 0], [2, 1]])
     it = vocab.codes_to_tokens(codes)  # item i -> [6 + a, 9 + b]
     seqs = [np.array([0, 1, 2, 3, 1])]  # train prefix = [0, 1, 2]
-    data = rec_sequences(seqs, it, DataConfig(max_history=20, level_weights=(1.0, 2.0)))
+    data = rec_sequences(seqs, it, SeqDataConfig(max_history=20, level_weights=(1.0, 2.0)))
     assert data.tokens[0].tolist() == [1, 6, 9, 7, 10, 8, 9]
     assert data.weights[0].tolist() == [0, 0, 0, 1, 2, 1, 2]
     x, y, w = collate(data.tokens, data.weights)
@@ -69,7 +71,7 @@ def test_tiny_model_overfits_planted_next_item(tmp_path):
     codes = np.array([[i // 2, i % 2] for i in range(10)])
     it = vocab.codes_to_tokens(codes)
     seqs = [np.arange(10) for _ in range(10)] + [np.arange(3 + u % 5) for u in range(10)]
-    rec = rec_sequences(seqs, it, DataConfig(max_history=12))
+    rec = rec_sequences(seqs, it, SeqDataConfig(max_history=12))
     hist, targ, _ = eval_examples(seqs[10:], 12, "test")
     assert targ.tolist() == [2, 3, 4, 5, 6] * 2
     torch.manual_seed(0)

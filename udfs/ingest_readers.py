@@ -14,7 +14,7 @@ import zipfile
 
 import pandas as pd
 
-from genrec_model.config import DataConfig
+from genrec_model.data.config import DataConfig
 from genrec_model.data.ingest_rules import RAW_INTERACTION_COLUMNS, RAW_ITEM_COLUMNS
 
 RAW_ITEMS_DDL = ("item_id string, title string, brand string, categories string, description string, "

@@ -11,9 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from genrec_model.decode.beam_search import BeamSearchConfig, decode
-from genrec_model.serve.serving import ServingConfig, recommend
-from genrec_model.model.train_data import history_tokens
+from genrec_model.decode.beam_search import decode
+from genrec_model.decode.config import BeamSearchConfig
+from genrec_model.serve.serving import recommend
+from genrec_model.serve.config import ServingConfig
+from genrec_model.model.sid_vocab import history_tokens
 from genrec_model.decode.trie import build_trie
 
 OUT_DDL = ("user_id string, recs array<struct<item_id: string, score: double, rank: int>>, is_fallback boolean, "
@@ -42,7 +44,8 @@ def build_decoder(onnx_dir: str, item_ids: np.ndarray, codes: np.ndarray, popula
                   beam: BeamSearchConfig, serving: ServingConfig, max_history: int, threads: int,
                   use_gpu: bool | None, codebook_version: str, categories: np.ndarray | None = None) -> Decoder:
     from genrec_model.model.fit import level_starts
-    from genrec_model.decode.ort_step import OrtConfig, load_step_model
+    from genrec_model.decode.ort_step import load_step_model
+    from genrec_model.decode.config import OrtConfig
     from genrec_model.model.sid_vocab import SidVocab
 
     step_model = load_step_model(onnx_dir, OrtConfig(intra_op_threads=threads, use_gpu=use_gpu),

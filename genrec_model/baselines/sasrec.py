@@ -15,18 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-
-@dataclass(frozen=True)
-class SASRecConfig:
-    n_items: int
-    max_len: int = 50
-    d_model: int = 64
-    n_layer: int = 2
-    n_head: int = 2
-    d_ff: int = 256
-    dropout: float = 0.5  # RecBole's Beauty setting: hidden and attention dropout 0.5
-    init_std: float = 0.02
+from genrec_model.baselines.config import SASRecConfig
 
 
 class CausalSelfAttention(nn.Module):

@@ -16,31 +16,10 @@ import torch
 import torch.nn.functional as F
 
 from genrec_model.evaluation.metrics import recall_ndcg_at_k
-from genrec_model.baselines.sasrec import SASRec, SASRecConfig
+from genrec_model.baselines.sasrec import SASRec
+from genrec_model.baselines.config import SASRecConfig
 from genrec_model.data.splits import Example
-
-
-@dataclass(frozen=True)
-class SASRecTrainConfig:
-    # lr and batch_size: best of a small sweep on Beauty under a ~15 min CPU budget
-    # (benchmarks/sasrec_beauty.py; RecBole uses 1e-3 and 2048 one-target examples)
-    lr: float = 3e-3
-    weight_decay: float = 0.0
-    batch_size: int = 64  # sequences (windows) per step
-    max_epochs: int = 200
-    patience: int = 10  # epochs without a validation gain before stopping
-    eval_k: int = 10
-    eval_every: int = 1
-    # process CPU seconds, checked after each epoch: on a shared machine wall time would mostly
-    # measure the neighbours (with threads=1, CPU time = the model's own compute)
-    time_budget_s: float = float("inf")
-    threads: int = 1  # torch threads (small matmuls: more threads spin on a busy machine)
-    seed: int = 0
-    bucket_batches: int = 50  # batches sorted by length together, to cut padding
-    eval_batch_size: int = 1024
-    # bfloat16 autocast incl. logits and softmax: x1.8 per train step on Beauty (AVX512-BF16 CPU;
-    # benchmarks/sasrec_beauty.py --time-steps)
-    bf16: bool = False
+from genrec_model.baselines.config import SASRecTrainConfig
 
 
 def make_windows(sequences: Sequence[np.ndarray], max_len: int) -> list[np.ndarray]:

@@ -18,29 +18,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-
-@dataclass(frozen=True)
-class RQVAEConfig:
-    input_dim: int = 0  # embedding width D; the sids job fills it from the data (0 in YAML)
-    hidden_dims: tuple[int, ...] = (512, 256, 128)
-    latent_dim: int = 32
-    n_levels: int = 3
-    codebook_size: int = 256
-    beta: float = 0.25  # commitment weight
-    lr: float = 3e-3
-    weight_decay: float = 0.0
-    epochs: int = 80
-    batch_size: int = 512
-    seed: int = 0
-    kmeans_init: bool = True  # False: random normal codebooks (for ablations / tests)
-    kmeans_iters: int = 25
-    kmeans_init_size: int = 16384  # latents sampled for the level-by-level k-means init
-    dead_code_reset: bool = True
-    dead_code_threshold: int = 1  # a code used fewer times than this in an epoch is dead
-    standardize: bool = True
-    train_sample_size: int | None = None  # train on a random subset (assignment still covers all)
-    assign_chunk_size: int = 16384
+from genrec_model.catalog.config import RQVAEConfig
 
 
 # ----------------------------------------------------------------------------- modules

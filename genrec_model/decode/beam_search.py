@@ -19,6 +19,7 @@ import numpy as np
 
 from genrec_model.decode.constraints import Constraint, NoConstraint
 from genrec_model.decode.trie import SidTrie
+from genrec_model.decode.config import BeamSearchConfig
 
 
 class StepModel(Protocol):
@@ -37,31 +38,6 @@ class StepModel(Protocol):
     # Optional: a model with `accepts_head_ids = True` takes `step(tokens, state, head_ids=ids)` and
     # returns logits for those token ids only, (N, len(ids)); the fast path then asks for the next
     # level's range (normalize="level"), skipping the rest of the LM head.
-
-
-@dataclass(frozen=True)
-class BeamSearchConfig:
-    beam_width: int = 20
-    top_k: int = 10
-    # "level": log-softmax over the level's code range; "vocab": over the whole vocabulary
-    # (what transformers' generate does before prefix_allowed_tokens_fn masks).
-    normalize: Literal["level", "vocab"] = "level"
-    # users per prefill/step call in `decode`; small batches keep the (users*beam) KV cache copies in cache
-    # (8-16 measured fastest on CPU, benchmarks/decode_bench.py)
-    users_per_call: int = 8
-    # False: unconstrained decoding (ablation); decoded tuples that are not catalog SIDs map to no item
-    constrained: bool = True
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.top_k <= self.beam_width:
-            raise ValueError(f"need 1 <= top_k <= beam_width, got {self.top_k}, {self.beam_width}")
-        if self.normalize not in ("level", "vocab"):
-            raise ValueError(f"normalize must be 'level' or 'vocab', got {self.normalize!r}")
-
-
-def level_starts_from_vocab(level_sizes: Sequence[int], n_special: int) -> tuple[int, ...]:
-    """First token id of each level (token id = n_special + offset[level] + code)."""
-    return tuple(int(x) for x in n_special + np.concatenate([[0], np.cumsum(level_sizes)[:-1]]))
 
 
 def level_logsumexp(logits: np.ndarray, lo: int, hi: int) -> np.ndarray:

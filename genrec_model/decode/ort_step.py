@@ -19,16 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from genrec_model.decode.config import OrtConfig
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class OrtConfig:
-    intra_op_threads: int = 1
-    inter_op_threads: int = 1
-    use_gpu: bool | None = None  # None: auto (GPU only if really present), False: CPU, True: require GPU
-    gpu_device_id: int = 0
 
 
 @dataclass(frozen=True)

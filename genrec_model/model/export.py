@@ -17,6 +17,7 @@ import torch.nn as nn
 
 from genrec_model.model.seq_model import SeqModel
 from genrec_model.model.sid_vocab import SidVocab
+from genrec_model.model.config import ExportConfig
 
 MANIFEST = "manifest.json"
 PREFILL, STEP = "prefill.onnx", "step.onnx"
@@ -25,14 +26,6 @@ FORMAT_VERSION = 1
 
 class ManifestMismatchError(ValueError):
     """The exported model does not match what the caller expects (e.g. another codebook version)."""
-
-
-@dataclass(frozen=True)
-class ExportConfig:
-    opset: int = 18
-    prefer_dynamo: bool = True
-    sample_batch: int = 2
-    sample_len: int = 5
 
 
 class _Prefill(nn.Module):
@@ -60,8 +53,8 @@ def config_hash(payload: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _sample_inputs(model: SeqModel, cfg: ExportConfig):
-    B, T, c = cfg.sample_batch, cfg.sample_len, model.cfg
+def _sample_inputs(model: SeqModel):
+    B, T, c = 2, 5, model.cfg  # sample shapes only: every axis is exported dynamic
     ids = torch.randint(3, c.vocab_size, (B, T))
     mask = torch.ones(B, T, dtype=torch.long)
     mask[0, :2] = 0
@@ -106,7 +99,7 @@ def export_onnx(
         raise ValueError(f"vocab size {vocab.vocab_size} != model vocab {model.cfg.vocab_size}")
     os.makedirs(out_dir, exist_ok=True)
     model = model.eval().cpu()
-    prefill_args, step_args = _sample_inputs(model, cfg)
+    prefill_args, step_args = _sample_inputs(model)
     kv = {1: "batch", 3: "past"}
     with torch.no_grad():
         e1 = _export_one(_Prefill(model), prefill_args, os.path.join(out_dir, PREFILL),

@@ -3,41 +3,27 @@ benchmarks share (vocabulary, training windows, alignment tasks, validation by c
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from genrec_model.decode.beam_search import BeamSearchConfig, decode
+from genrec_model.decode.beam_search import decode
+from genrec_model.decode.config import BeamSearchConfig
 from genrec_model.evaluation.metrics import recall_ndcg_at_k
-from genrec_model.model.seq_model import SeqModel, SeqModelConfig
+from genrec_model.model.seq_model import SeqModel
+from genrec_model.model.config import SeqModelConfig
 from genrec_model.model.sid_vocab import SidVocab
 from genrec_model.model.torch_step import TorchStepModel
-from genrec_model.model.train_data import DataConfig as SeqDataConfig
-from genrec_model.model.train_data import (build_word_vocab, epoch_sequences, eval_examples, history_tokens,
-                                     item_word_ids, rec_sequences)
-from genrec_model.model.trainer import TrainConfig, TrainResult, train
+from genrec_model.model.config import SeqDataConfig
+from genrec_model.model.train_data import build_word_vocab, epoch_sequences, eval_examples, item_word_ids, rec_sequences
+from genrec_model.model.sid_vocab import history_tokens
+from genrec_model.model.trainer import TrainResult, train
+from genrec_model.model.config import TrainConfig
 from genrec_model.decode.trie import SidTrie, build_trie
+from genrec_model.model.config import FitConfig
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """Transformer size; vocabulary and positions follow from the data."""
-    n_layer: int = 4
-    n_head: int = 4
-    d_model: int = 128
-    d_ff: int = 512
-    dropout: float = 0.1
-
-
-@dataclass(frozen=True)
-class FitConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: SeqDataConfig = field(default_factory=SeqDataConfig)
-    trainer: TrainConfig = field(default_factory=TrainConfig)
-    valid_users: int = 1000           # validation users sampled for Recall@10 each epoch
-    valid_beam: int = 20
-    valid_seed: int = 123
 
 
 @dataclass
@@ -54,22 +40,20 @@ def make_vocab(level_sizes: list[int], titles: list[str], cfg: SeqDataConfig) ->
     return SidVocab(tuple(level_sizes), n_extra=len(words)), words
 
 
-def level_starts(vocab: SidVocab) -> tuple[int, ...]:
-    return tuple(vocab.level_range(lv)[0] for lv in range(vocab.n_levels))
-
-
 def rank_histories(model, vocab: SidVocab, trie: SidTrie, item_tokens: np.ndarray, histories: list[np.ndarray],
                    beam: int, top_k: int, users_per_call: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """Top-k item indices (U, top_k) and log-probs for item-index histories, with a torch model."""
     step = TorchStepModel(model, next(model.parameters()).device)
     toks = [history_tokens(h, item_tokens) for h in histories]
-    return decode(step, trie, level_starts(vocab), toks,
+    return decode(step, trie, vocab.level_starts, toks,
                   BeamSearchConfig(beam_width=beam, top_k=top_k, users_per_call=users_per_call))
 
 
 def fit_generator(sequences: list[np.ndarray], codes: np.ndarray, level_sizes: list[int], titles: list[str],
                   cfg: FitConfig, out_dir: str | None = None) -> Fitted:
     """Train on leave-one-out training prefixes of `sequences` (item indices, oldest first)."""
+    if cfg.model.vocab_size:
+        raise ValueError("train.model.vocab_size is derived from the SIDs; leave it unset")
     vocab, words = make_vocab(level_sizes, titles, cfg.data)
     item_tokens = vocab.codes_to_tokens(codes)  # (N, L)
     trie = build_trie(codes, level_sizes)
@@ -85,18 +69,17 @@ def fit_generator(sequences: list[np.ndarray], codes: np.ndarray, level_sizes: l
     vh, vt, _ = eval_examples(sequences, cfg.data.max_history, "valid")
     pick = np.random.default_rng(cfg.valid_seed).permutation(len(vh))[:cfg.valid_users]
     vh, vt = [vh[i] for i in pick], vt[pick]
+    if not len(vt):  # model selection needs validation users; never silently keep the first epoch
+        raise ValueError(f"no validation users (valid_users={cfg.valid_users}, {len(sequences)} users, "
+                         "a validation user needs >= 3 events)")
 
     def validate(model: SeqModel) -> dict:
-        if not len(vt):
-            return {"recall@10": 0.0, "ndcg@10": 0.0}
         ranked, _ = rank_histories(model, vocab, trie, item_tokens, vh, cfg.valid_beam, min(10, cfg.valid_beam))
         m = recall_ndcg_at_k(ranked, vt, ks=(10,))
         return {"recall@10": m["recall@10"], "ndcg@10": m["ndcg@10"]}
 
     max_positions = 1 + (cfg.data.max_history + 1) * vocab.n_levels + cfg.data.max_words + 2
     torch.manual_seed(cfg.trainer.seed)
-    model = SeqModel(SeqModelConfig(vocab_size=vocab.vocab_size, n_layer=cfg.model.n_layer, n_head=cfg.model.n_head,
-                                    d_model=cfg.model.d_model, d_ff=cfg.model.d_ff, dropout=cfg.model.dropout,
-                                    max_positions=max_positions))
+    model = SeqModel(replace(cfg.model, vocab_size=vocab.vocab_size, max_positions=max_positions))
     result = train(model, epoch_data, validate, cfg.trainer, out_dir=out_dir, softmax_groups=vocab.softmax_groups())
     return Fitted(model.eval(), vocab, words, result)

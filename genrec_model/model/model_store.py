@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from genrec_model.model.seq_model import SeqModel, SeqModelConfig
+from genrec_model.model.seq_model import SeqModel
+from genrec_model.model.config import SeqModelConfig
 from genrec_model.model.sid_vocab import SidVocab
 
 CHECKPOINT = "checkpoint.pt"

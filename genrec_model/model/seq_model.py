@@ -15,26 +15,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-
-@dataclass(frozen=True)
-class SeqModelConfig:
-    vocab_size: int
-    n_layer: int = 4
-    n_head: int = 4
-    d_model: int = 128
-    d_ff: int = 512
-    dropout: float = 0.1
-    max_positions: int = 128
-    tie_weights: bool = True
-    layer_norm_eps: float = 1e-5
-
-    @property
-    def head_dim(self) -> int:
-        return self.d_model // self.n_head
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from genrec_model.model.config import SeqModelConfig
 
 
 class CausalSelfAttention(nn.Module):

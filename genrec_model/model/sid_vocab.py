@@ -62,6 +62,11 @@ class SidVocab:
         start = self.n_special + self.offsets[level]
         return start, start + self.level_sizes[level]
 
+    @property
+    def level_starts(self) -> tuple[int, ...]:
+        """First token id of each SID level."""
+        return tuple(self.level_range(lv)[0] for lv in range(self.n_levels))
+
     def softmax_groups(self) -> tuple[int, ...]:
         """Token-id boundaries [0, n_special, level 1 start, ..., sid_end, vocab_size]: specials, each
         SID level and the extra tokens form separate softmax groups in training."""
@@ -93,10 +98,6 @@ class SidVocab:
             raise ValueError("extra token index out of range")
         return index + self.extra_start
 
-    def sid_string(self, codes: np.ndarray) -> str:
-        """`<a_99><b_225><c_67>` for one item's codes."""
-        return "".join(f"<{chr(ord('a') + lv)}_{int(c)}>" for lv, c in enumerate(codes))
-
     def to_dict(self) -> dict:
         return {
             "level_sizes": list(self.level_sizes),
@@ -112,3 +113,8 @@ class SidVocab:
         if "n_special" in d and d["n_special"] != vocab.n_special:
             raise ValueError(f"n_special mismatch: dict says {d['n_special']}, layout gives {vocab.n_special}")
         return vocab
+
+
+def history_tokens(history: np.ndarray, item_tokens: np.ndarray) -> np.ndarray:
+    """`BOS sid(i1) .. sid(in)`: the model input for a history of item indices (oldest first)."""
+    return np.concatenate([[BOS], item_tokens[np.asarray(history, dtype=np.int64)].reshape(-1)]).astype(np.int64)

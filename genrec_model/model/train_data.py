@@ -19,21 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from genrec_model.model.sid_vocab import BOS, PAD, SidVocab
+from genrec_model.model.sid_vocab import BOS, PAD, SidVocab, history_tokens
 from genrec_model.data.splits import Example, split_sequence
+from genrec_model.model.config import SeqDataConfig
 
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = frozenset("a an and the of for with to in on by or from at as is it this that oz fl ml pack".split())
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    max_history: int = 20  # items of history fed to the model
-    level_weights: tuple[float, ...] | None = None  # loss weight per SID level (None = all 1)
-    t2s_ratio: float = 0.0  # T2S sequences per epoch, as a fraction of rec windows (0 = off)
-    s2t_ratio: float = 0.0
-    n_words: int = 2000  # title word vocabulary size
-    max_words: int = 8  # words per item text
 
 
 @dataclass
@@ -77,11 +68,6 @@ def item_word_ids(titles: list[str], words: list[str], max_words: int) -> list[n
     return out
 
 
-def history_tokens(history: np.ndarray, item_tokens: np.ndarray) -> np.ndarray:
-    """`BOS sid(i1) .. sid(in)` for a history of item indices (oldest first)."""
-    return np.concatenate([[BOS], item_tokens[np.asarray(history, dtype=np.int64)].reshape(-1)]).astype(np.int64)
-
-
 def _level_weight_row(n_levels: int, level_weights: tuple[float, ...] | None) -> np.ndarray:
     if level_weights is None:
         return np.ones(n_levels, dtype=np.float32)
@@ -108,7 +94,7 @@ def rec_windows(prefix: np.ndarray, max_history: int) -> list[np.ndarray]:
         end = start + 1
 
 
-def rec_sequences(sequences: list[np.ndarray], item_tokens: np.ndarray, cfg: DataConfig) -> TokenSequences:
+def rec_sequences(sequences: list[np.ndarray], item_tokens: np.ndarray, cfg: SeqDataConfig) -> TokenSequences:
     """Training windows of the recommendation task from the leave-one-out training prefixes."""
     L = item_tokens.shape[1]
     lw = _level_weight_row(L, cfg.level_weights)
@@ -168,7 +154,7 @@ def epoch_sequences(
     item_tokens: np.ndarray,
     item_words: list[np.ndarray] | None,
     vocab: SidVocab,
-    cfg: DataConfig,
+    cfg: SeqDataConfig,
     rng: np.random.Generator,
 ) -> TokenSequences:
     """One epoch: all rec windows plus freshly sampled alignment sequences at the configured ratios."""

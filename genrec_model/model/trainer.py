@@ -18,32 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from genrec_model.model.seq_model import SeqModel
-from genrec_model.model.train_data import TokenSequences, collate, history_tokens
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    lr: float = 1e-3
-    weight_decay: float = 0.1
-    betas: tuple[float, float] = (0.9, 0.98)
-    warmup_steps: int = 200
-    decay: str = "cosine"  # "cosine" | "linear" | "none"
-    min_lr_ratio: float = 0.05
-    batch_size: int = 256
-    epochs: int = 30
-    max_minutes: float = 60.0  # wall-clock budget for training (validation included)
-    patience: int = 4  # epochs without improvement of `monitor` before stopping
-    monitor: str = "recall@10"
-    monitor_mode: str = "max"  # "max" | "min"
-    label_smoothing: float = 0.0
-    group_softmax: bool = True  # softmax per SID level (see sequence_loss); needs `softmax_groups` in train()
-    bf16: bool = False  # bfloat16 autocast for forward/backward (~1.35x on AVX512-BF16 CPUs)
-    grad_clip: float = 1.0
-    seed: int = 0
-    threads: int = 1
-    bucket_batches: int = 50  # sort this many batches' worth of sequences by length (less padding)
-    progress: bool = True
-    device: str = "auto"  # "auto" = cuda when available, else cpu
+from genrec_model.model.train_data import TokenSequences, collate
+from genrec_model.model.sid_vocab import history_tokens
+from genrec_model.model.config import TrainConfig
 
 
 @dataclass

@@ -17,24 +17,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 import pandas as pd
-
-
-@dataclass(frozen=True)
-class ServingConfig:
-    top_k: int = 10
-    filter_seen: bool = True
-    fusion_weight: float = 0.0  # w in [0, 1]; 0 = model scores only
-    prior: Literal["popularity", "category"] = "popularity"
-    adaptive: bool = False
-    category_penalty: float = 0.5  # category prior factor per already placed item of the same category
-    popularity_alpha: float = 1.0  # add-alpha smoothing of the popularity prior
-    fill_with_popular: bool = True  # complete lists shorter than top_k with popular unseen items
-
-    def __post_init__(self) -> None:
-        if self.top_k < 1 or not 0.0 <= self.fusion_weight <= 1.0 or not 0.0 < self.category_penalty <= 1.0:
-            raise ValueError(f"invalid serving config {self}")
-        if self.prior not in ("popularity", "category"):
-            raise ValueError(f"prior must be 'popularity' or 'category', got {self.prior!r}")
+from genrec_model.serve.config import ServingConfig
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,83 @@
+"""Config of the generative model: transformer size, training windows, trainer, fit, export.
+
+Plain dataclasses (no torch), composed into `genrec_model.config.GenrecConfig` under `train` and `export`.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class SeqModelConfig:
+    """Transformer size. In a genrec config (`train.model`) `vocab_size` and `max_positions` are not set:
+    `fit_generator` derives them from the SID vocabulary and `train.data`."""
+    vocab_size: int = 0
+    n_layer: int = 4
+    n_head: int = 4
+    d_model: int = 128
+    d_ff: int = 512
+    dropout: float = 0.1
+    max_positions: int = 128
+    tie_weights: bool = True
+    layer_norm_eps: float = 1e-5
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_head
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SeqDataConfig:
+    max_history: int = 20  # items of history fed to the model
+    level_weights: tuple[float, ...] | None = None  # loss weight per SID level (None = all 1)
+    t2s_ratio: float = 0.0  # T2S sequences per epoch, as a fraction of rec windows (0 = off)
+    s2t_ratio: float = 0.0
+    n_words: int = 2000  # title word vocabulary size
+    max_words: int = 8  # words per item text
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup_steps: int = 200
+    decay: str = "cosine"  # "cosine" | "linear" | "none"
+    min_lr_ratio: float = 0.05
+    batch_size: int = 256
+    epochs: int = 30
+    max_minutes: float = 60.0  # wall-clock budget for training (validation included)
+    patience: int = 4  # epochs without improvement of `monitor` before stopping
+    monitor: str = "recall@10"
+    monitor_mode: str = "max"  # "max" | "min"
+    label_smoothing: float = 0.0
+    group_softmax: bool = True  # softmax per SID level (see sequence_loss); needs `softmax_groups` in train()
+    bf16: bool = False  # bfloat16 autocast for forward/backward (~1.35x on AVX512-BF16 CPUs)
+    grad_clip: float = 1.0
+    seed: int = 0
+    threads: int = 1
+    bucket_batches: int = 50  # sort this many batches' worth of sequences by length (less padding)
+    progress: bool = True
+    device: str = "auto"  # "auto" = cuda when available, else cpu
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    model: SeqModelConfig = field(default_factory=SeqModelConfig)
+    data: SeqDataConfig = field(default_factory=SeqDataConfig)
+    trainer: TrainConfig = field(default_factory=TrainConfig)
+    valid_users: int = 1000           # validation users sampled for Recall@10 each epoch
+    valid_beam: int = 20
+    valid_seed: int = 123
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    model_version: str = ""           # empty = the latest trained model
+    opset: int = 18
+    prefer_dynamo: bool = True        # torch.onnx dynamo exporter; TorchScript exporter as fallback
+    shared_prefix_step: bool = True   # also export step_shared.onnx (history KV kept once per user)
+    parity_tolerance: float = 1e-4    # max |logit(torch) - logit(onnxruntime)| allowed

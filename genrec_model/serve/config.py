@@ -1,0 +1,46 @@
+"""Config of serving post-processing and of the `recommend` stage."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    top_k: int = 10
+    filter_seen: bool = True
+    fusion_weight: float = 0.0  # w in [0, 1]; 0 = model scores only
+    prior: Literal["popularity", "category"] = "popularity"
+    adaptive: bool = False
+    category_penalty: float = 0.5  # category prior factor per already placed item of the same category
+    popularity_alpha: float = 1.0  # add-alpha smoothing of the popularity prior
+    fill_with_popular: bool = True  # complete lists shorter than top_k with popular unseen items
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1 or not 0.0 <= self.fusion_weight <= 1.0 or not 0.0 < self.category_penalty <= 1.0:
+            raise ValueError(f"invalid serving config {self}")
+        if self.prior not in ("popularity", "category"):
+            raise ValueError(f"prior must be 'popularity' or 'category', got {self.prior!r}")
+
+
+@dataclass(frozen=True)
+class RecommendConfig:
+    model_version: str = ""           # empty = the latest trained (and exported) model
+    model_name: str = "genrec"        # value of the `model` column
+    beam_width: int = 20
+    candidates: int = 20              # decoded items per user before seen-item filtering (<= beam_width)
+    users_per_call: int = 8           # users per onnxruntime call (x beam rows)
+    constrained: bool = True          # False: no trie (ablation); non-catalog SIDs decode to no item
+    serving: ServingConfig = field(default_factory=ServingConfig)
+    # serve: next items after the whole history; test / valid: with the last / last two items held
+    # out, so `evaluate` measures exactly this code path.
+    splits: list[str] = field(default_factory=lambda: ["serve"])
+    partitions: int = 2
+    use_gpu: bool | None = None       # None: CUDA only when a GPU is really present
+
+    def __post_init__(self) -> None:
+        bad = set(self.splits) - {"serve", "test", "valid"}
+        if bad:
+            raise ValueError(f"recommend.splits: unknown {sorted(bad)} (serve, test, valid)")
+        if not self.serving.top_k <= self.candidates <= self.beam_width:
+            raise ValueError("need serving.top_k <= candidates <= beam_width")
