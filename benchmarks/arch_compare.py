@@ -60,21 +60,22 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_beauty import DATA, full_codes, load_beauty, minilm_embeddings, semantic_codes  # noqa: E402
 
+from genrec_model.data.splits import split_sequence  # noqa: E402
 from genrec_model.decode.beam_search import decode, left_pad
 from genrec_model.decode.config import BeamSearchConfig  # noqa: E402
-from genrec_model.model.encdec_model import EncDecConfig, EncDecModel, EncDecStepModel  # noqa: E402
+from genrec_model.decode.trie import build_trie  # noqa: E402
 from genrec_model.evaluation.metrics import recall_ndcg_at_k  # noqa: E402
+from genrec_model.model.config import (
+    SeqDataConfig,
+    SeqModelConfig,  # noqa: E402
+    TrainConfig,  # noqa: E402
+)
+from genrec_model.model.encdec_model import EncDecConfig, EncDecModel, EncDecStepModel  # noqa: E402
 from genrec_model.model.seq_model import SeqModel
-from genrec_model.model.config import SeqModelConfig  # noqa: E402
-from genrec_model.model.sid_vocab import PAD, SidVocab  # noqa: E402
-from genrec_model.data.splits import split_sequence  # noqa: E402
+from genrec_model.model.sid_vocab import PAD, SidVocab, history_tokens  # noqa: E402
 from genrec_model.model.torch_step import TorchStepModel  # noqa: E402
 from genrec_model.model.train_data import TokenSequences, collate, eval_examples, rec_sequences
-from genrec_model.model.sid_vocab import history_tokens
-from genrec_model.model.config import SeqDataConfig
 from genrec_model.model.trainer import batches, make_optimizer, sequence_loss
-from genrec_model.model.config import TrainConfig  # noqa: E402
-from genrec_model.decode.trie import build_trie  # noqa: E402
 
 # loss_fn(model, token arrays, weight arrays) -> (loss, target items, input tokens) of one batch
 LossFn = Callable[[torch.nn.Module, list, list], tuple[torch.Tensor, int, int]]

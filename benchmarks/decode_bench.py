@@ -32,15 +32,15 @@ import numpy as np
 import torch
 
 from genrec_model.decode.beam_search import decode, left_pad, level_logsumexp, topk_children
-from genrec_model.decode.config import BeamSearchConfig
-from genrec_model.model.export import export_onnx
-from genrec_model.model.hf_compat import to_hf_gpt2
-from genrec_model.decode.ort_step import OrtStepModel, export_shared_step, load_step_model
-from genrec_model.decode.config import OrtConfig
-from genrec_model.model.seq_model import SeqModel
-from genrec_model.model.config import SeqModelConfig
-from genrec_model.model.sid_vocab import BOS, SidVocab
+from genrec_model.decode.config import BeamSearchConfig, OrtConfig
+from genrec_model.decode.ort_step import OrtStepModel, load_step_model
 from genrec_model.decode.trie import build_trie
+from genrec_model.model.config import SeqModelConfig
+from genrec_model.model.artifacts import write_export_manifest
+from genrec_model.model.export import export_onnx, export_shared_step
+from genrec_model.model.hf_compat import to_hf_gpt2
+from genrec_model.model.seq_model import SeqModel
+from genrec_model.model.sid_vocab import BOS, SidVocab
 
 
 @dataclass(frozen=True)
@@ -252,7 +252,8 @@ def main() -> None:
           f"model {model.num_params() / 1e6:.2f}M params, beam {cfg.beam}, top {cfg.top_k}, threads {cfg.threads}")
 
     tmp = tempfile.mkdtemp(prefix="decode_bench_")
-    _, t_exp = timed(export_onnx, model, vocab, tmp, "bench", "bench")
+    manifest, t_exp = timed(export_onnx, model, vocab, tmp, "bench", "bench")
+    write_export_manifest(tmp, manifest)
     plain_model = OrtStepModel(tmp, OrtConfig(intra_op_threads=cfg.threads))
     export_shared_step(model, tmp)
     ort_model = load_step_model(tmp, OrtConfig(intra_op_threads=cfg.threads))

@@ -35,14 +35,14 @@ def main() -> None:
     ap.add_argument("--cores", type=int, default=os.cpu_count() or 2)
     args = ap.parse_args()
 
-    from sentence_transformers import SentenceTransformer
     import torch
+    from sentence_transformers import SentenceTransformer
 
-    from genrec_model.config import SparkConfig
     from genrec_model.catalog.config import EmbedConfig
     from genrec_model.catalog.text_encoder import default_model_path, render_text
-    from udfs.delta_store import spark_schema
+    from genrec_model.config import SparkConfig
     from genrec_model.data.schemas import CATALOG, ITEM_EMBEDDINGS
+    from udfs.delta_store import spark_schema
     from udfs.embed_fns import make_embed_fn
     from udfs.session import build_spark
 

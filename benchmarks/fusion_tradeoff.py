@@ -17,9 +17,9 @@ import subprocess
 import sys
 
 import pandas as pd
+from metrics_table import read_metrics  # benchmarks/ is sys.path[0] when run as a script
 
 from genrec_model.config import load_config
-from metrics_table import read_metrics  # benchmarks/ is sys.path[0] when run as a script
 
 METRICS = ["recall@10", "ndcg@10", "coverage@10", "intra_list_diversity@10"]
 

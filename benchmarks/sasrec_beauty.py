@@ -20,19 +20,24 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
-import pandas as pd
-
-from genrec_model.serve.diversity import catalog_coverage
-from genrec_model.evaluation.metrics import recall_ndcg_at_k
-from genrec_model.serve.popularity import popularity_counts, popularity_rank
+from genrec_model.baselines.config import SASRecConfig, SASRecTrainConfig
 from genrec_model.baselines.sasrec import SASRec
-from genrec_model.baselines.config import SASRecConfig
-from genrec_model.baselines.sasrec_train import length_bucketed_batches, make_windows, pad_right, sasrec_rank, sequence_loss, train_sasrec
-from genrec_model.baselines.config import SASRecTrainConfig
-from genrec_model.evaluation.report import metrics_frame, write_report
+from genrec_model.baselines.sasrec_train import (
+    length_bucketed_batches,
+    make_windows,
+    pad_right,
+    sasrec_rank,
+    sequence_loss,
+    train_sasrec,
+)
 from genrec_model.data.splits import split_sequence
+from genrec_model.evaluation.metrics import recall_ndcg_at_k
+from genrec_model.evaluation.report import metrics_frame, write_report
+from genrec_model.serve.diversity import catalog_coverage
+from genrec_model.serve.popularity import popularity_counts, popularity_rank
 
 KS = (5, 10, 20)
 DEFAULT_DATA = Path(os.environ.get("GENREC_DATA", "/work/shared/data")) / "amazon2014-beauty" / "user_sequence.txt"

@@ -179,8 +179,10 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-def stable_hash(obj: Any, length: int = 12) -> str:
-    blob = json.dumps(to_dict(obj), sort_keys=True, default=str).encode()
+def stable_hash(obj: Any, length: int | None = 12) -> str:
+    """The project's one content hash (configs, manifests, artifact versions): sha256 hex of `obj`'s
+    bytes, or of its canonical JSON (sorted keys) for anything else; `length=None` keeps all 64 digits."""
+    blob = obj if isinstance(obj, bytes) else json.dumps(to_dict(obj), sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:length]
 
 

@@ -14,16 +14,16 @@ import sys
 import numpy as np
 import pandas as pd
 
-from genrec_model.data.schemas import CATALOG, RECOMMENDATIONS
+from genrec_model.data.schemas import CATALOG, INTERACTIONS, RECOMMENDATIONS
 from jobs.common import JobContext, log_event, main_for
 
 
 def run(ctx: JobContext) -> None:
     from genrec_model.config_loader import stable_hash
-    from genrec_model.serve.popularity import popularity_counts, popularity_rank
     from genrec_model.data.splits import split_sequence
-    from jobs.train import user_sequences
+    from genrec_model.serve.popularity import popularity_counts, popularity_rank
     from udfs.delta_store import spark_schema
+    from udfs.sequence_fns import user_sequences
 
     cfg = ctx.cfg.baselines
     k = ctx.cfg.recommend.serving.top_k
@@ -33,7 +33,7 @@ def run(ctx: JobContext) -> None:
         raise RuntimeError("baselines need recommend.splits to include test and/or valid")
     items = ctx.read(CATALOG).select("item_id").toPandas().sort_values("item_id").reset_index(drop=True)
     shard_dir = ctx.cfg.artifact_path("baselines", ctx.run_date, "shards")
-    user_ids, sequences = user_sequences(ctx, items, shard_dir, with_users=True)
+    user_ids, sequences = user_sequences(ctx.spark, ctx.read(INTERACTIONS), items, shard_dir, with_users=True)
     parts = [split_sequence(s, 10 ** 9) for s in sequences]
     train_prefixes = [p[0] for p in parts]
     cases = {"test": [(u, p[2]) for u, p in enumerate(parts) if p[2] is not None],

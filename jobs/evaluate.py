@@ -14,7 +14,8 @@ from jobs.common import JobContext, log_event, main_for
 def run(ctx: JobContext) -> None:
     from pyspark.sql import functions as F
 
-    from udfs.eval_fns import beyond_accuracy, category_level, heldout_targets, ranking_metrics, target_ranks
+    from udfs.eval_fns import beyond_accuracy, category_level, ranking_metrics, target_ranks
+    from udfs.split_fns import heldout_targets
 
     cfg = ctx.cfg.evaluate
     recs = ctx.read(RECOMMENDATIONS).where((F.col("run_date") == ctx.run_date)
@@ -22,7 +23,7 @@ def run(ctx: JobContext) -> None:
     if recs.limit(1).count() == 0:
         raise RuntimeError(f"no recommendations for run_date={ctx.run_date} and splits {list(cfg.splits)}: "
                            f"run `recommend` with recommend.splits including them first")
-    targets = heldout_targets(ctx.read(INTERACTIONS)).where(F.col("split").isin(list(cfg.splits)))
+    targets = heldout_targets(ctx.read(INTERACTIONS), tuple(cfg.splits))
     catalog = ctx.read(CATALOG)
     level = category_level(catalog, ctx.cfg.data.category_level)
     ctx.counts["category_level"] = level

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import sys
 
-from genrec_model.config_loader import ConfigError
 from genrec_model.config import load_config
+from genrec_model.config_loader import ConfigError
 from jobs.common import log_event, make_context, parse_args, run_recorded, setup_logging
 from jobs.stages import STAGES, stage_runner
 

@@ -10,70 +10,38 @@ the `item_sids` snapshot it would decode against.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sys
 import time
 
 import numpy as np
-import pandas as pd
 
 from genrec_model.data.schemas import CATALOG, INTERACTIONS, ITEM_SIDS, RECOMMENDATIONS
 from jobs.common import JobContext, Progress, log_event, main_for
-
-HOLDOUT = {"serve": 0, "valid": 2, "test": 1}
-
-
-def histories_df(interactions, split: str, as_of: str | None):
-    """(user_id, history) oldest first, with the split's held-out items removed; as_of (a date) keeps
-    only events before the end of that day where timestamps exist."""
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
-    if as_of:
-        end = dt.datetime.fromisoformat(as_of).replace(tzinfo=dt.timezone.utc) + dt.timedelta(days=1)
-        interactions = interactions.where(F.col("timestamp").isNull() | (F.col("timestamp") < F.lit(end)))
-    w = Window.partitionBy("user_id")
-    drop = HOLDOUT[split]
-    ranked = interactions.select("user_id", "item_id", "seq_pos",
-                                 F.row_number().over(w.orderBy(F.col("seq_pos").desc())).alias("from_end"),
-                                 F.count("*").over(w).alias("n"))
-    if split != "serve":  # evaluate users who have the held-out item(s) (test: >= 2 events, valid: >= 3)
-        ranked = ranked.where(F.col("n") >= drop + 1)
-    kept = ranked.where(F.col("from_end") > drop)
-    users = ranked.select("user_id").distinct()
-    hist = kept.groupBy("user_id").agg(F.sort_array(F.collect_list(F.struct("seq_pos", "item_id"))).alias("ev"))
-    return users.join(hist, on="user_id", how="left").select(
-        "user_id", F.coalesce(F.col("ev.item_id"), F.array().cast("array<string>")).alias("history"))
 
 
 def run(ctx: JobContext) -> None:
     from pyspark.sql import functions as F
 
     from genrec_model.decode.config import BeamSearchConfig
-    from genrec_model.model.export import load_manifest
-    from genrec_model.model.model_store import ITEMS, MANIFEST, resolve_version
-    from udfs.recommend_fns import OUT_DDL, make_recommend_fn
+    from genrec_model.model.artifacts import read_export, read_model
+    from udfs.recommend_fns import OUT_DDL, DecodeInputs, make_recommend_fn, popularity_of
+    from udfs.split_fns import histories_df
 
     cfg = ctx.cfg.recommend
     t0 = time.perf_counter()
-    models_root = ctx.cfg.artifact_path("models")
-    version = resolve_version(models_root, cfg.model_version)
-    model_dir = os.path.join(models_root, version)
-    onnx_dir = os.path.join(model_dir, "onnx")
-    manifest = load_manifest(onnx_dir)
+    model = read_model(ctx.cfg.artifact_path("models"), cfg.model_version)
+    version, onnx_dir = model.version, model.onnx_dir
+    manifest = read_export(onnx_dir)
     sids = ctx.read(ITEM_SIDS)
     in_use = sorted(r[0] for r in sids.select("codebook_version").distinct().collect())
     if in_use != [manifest["codebook_version"]]:
         raise RuntimeError(
             f"model {version} was trained on codebook {manifest['codebook_version']!r} but item_sids holds "
             f"{in_use}: retrain and export the model on the current SIDs (nothing was written)")
-    train_manifest = pd.read_json(os.path.join(model_dir, MANIFEST), typ="series")
-    max_history = int(train_manifest["fit_config"]["data"]["max_history"])
-    items = pd.read_parquet(os.path.join(model_dir, ITEMS)).sort_values("index")
+    trained_ids, trained_codes = model.items()
     current = {r[0] for r in sids.select("item_id").collect()}
-    keep = items["item_id"].isin(current).to_numpy()
-    item_ids = items["item_id"].to_numpy()[keep]
-    codes = np.stack(items["codes"].to_numpy())[keep].astype(np.int64)
+    keep = np.isin(trained_ids, list(current))
+    item_ids, codes = trained_ids[keep], trained_codes[keep]
     interactions = ctx.read(INTERACTIONS)
     categories = _categories(ctx, item_ids) if cfg.serving.prior == "category" and cfg.serving.fusion_weight > 0 else None
     beam = BeamSearchConfig(beam_width=cfg.beam_width, top_k=cfg.candidates, users_per_call=cfg.users_per_call,
@@ -88,9 +56,9 @@ def run(ctx: JobContext) -> None:
         parts = []
         for split in cfg.splits:
             hist = histories_df(interactions, split, as_of)
-            pop = _popularity(hist, item_ids)
-            fn = make_recommend_fn(onnx_dir, item_ids, codes, pop, beam, cfg.serving, max_history, cfg.use_gpu,
-                                   manifest["codebook_version"], f"{version}:{split}:{run_date}", categories)
+            inputs = DecodeInputs(popularity_of(hist, item_ids), beam, cfg.serving, categories)
+            fn = make_recommend_fn(f"{version}:{ctx.run_id}", onnx_dir, item_ids, codes, model.max_history,
+                                   cfg.use_gpu, manifest["codebook_version"], inputs)
             recs = hist.repartition(cfg.partitions).mapInPandas(fn, OUT_DDL)
             parts.append(recs.select(
                 "user_id", "recs", "is_fallback", F.lit(version).alias("model_version"),
@@ -128,17 +96,6 @@ def _categories(ctx: JobContext, item_ids: np.ndarray) -> np.ndarray:
     ctx.counts["category_level"] = level
     return category_codes([paths.get(i) for i in item_ids], level)
 
-
-def _popularity(hist, item_ids: np.ndarray) -> np.ndarray:
-    """Interaction counts per decodable item over the (held-out-free) histories."""
-    from pyspark.sql import functions as F
-
-    counts = hist.select(F.explode("history").alias("item_id")).groupBy("item_id").count().toPandas()
-    index = pd.Series(np.arange(len(item_ids)), index=item_ids)
-    out = np.zeros(len(item_ids), dtype=np.float64)
-    known = counts["item_id"].isin(index.index)
-    out[index[counts["item_id"][known]].to_numpy()] = counts["count"][known].to_numpy()
-    return out
 
 
 if __name__ == "__main__":

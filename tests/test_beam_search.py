@@ -2,13 +2,14 @@ import zlib
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from genrec_model.model.sid_vocab import SidVocab
 from genrec_model.decode.beam_search import beam_search_fast, beam_search_reference, decode, left_pad
 from genrec_model.decode.config import BeamSearchConfig
 from genrec_model.decode.constraints import NoConstraint, TrieConstraint
 from genrec_model.decode.trie import TrieConfig, build_trie
+from genrec_model.model.sid_vocab import SidVocab
 
 N_SPECIAL = 3
 

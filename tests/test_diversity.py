@@ -3,9 +3,6 @@ import pytest
 
 from genrec_model.serve.diversity import (
     catalog_coverage,
-    distinct_category_ratio,
-    fallback_share,
-    fill_with_fallback,
     intra_list_diversity,
 )
 
@@ -28,28 +25,6 @@ def test_intra_list_diversity_exact():
     # all the same category -> 0; padding does not create pairs
     assert intra_list_diversity(np.array([[0, 1, 5, -1]]), CATS) == pytest.approx(0.0)
     assert np.isnan(intra_list_diversity(np.array([[3, -1]]), CATS))
-
-
-def test_distinct_category_ratio_exact():
-    ranked = np.array([[0, 1, 2], [0, 2, 3], [5, -1, -1]])
-    assert distinct_category_ratio(ranked, CATS) == pytest.approx((2 / 3 + 1.0 + 1.0) / 3)
-
-
-def test_fill_with_fallback_skips_items_already_listed():
-    ranked = np.array([[3, -1, -1], [1, 2, 0], [-1, -1, -1]])
-    filled, mask = fill_with_fallback(ranked, fallback_order=np.array([3, 4, 5, 0]))
-    assert filled.tolist() == [[3, 4, 5], [1, 2, 0], [3, 4, 5]]
-    assert mask.tolist() == [[False, True, True], [False, False, False], [True, True, True]]
-    assert ranked[0].tolist() == [3, -1, -1]  # input untouched
-    share = fallback_share(mask)
-    assert share["fallback_slot_share"] == pytest.approx(5 / 9)
-    assert share["fallback_user_share"] == pytest.approx(2 / 3)
-
-
-def test_fill_with_fallback_runs_out():
-    filled, mask = fill_with_fallback(np.array([[1, -1, -1]]), fallback_order=np.array([1, 2]))
-    assert filled.tolist() == [[1, 2, -1]]
-    assert mask.tolist() == [[False, True, False]]
 
 
 def test_category_level_auto_skips_shared_root():

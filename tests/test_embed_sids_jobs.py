@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from deltalake import DeltaTable
 
-from genrec_model.config import load_config
-from genrec_model.catalog.rqvae import freeze, train_rqvae
 from genrec_model.catalog.config import RQVAEConfig
+from genrec_model.catalog.rqvae import freeze, train_rqvae
+from genrec_model.config import load_config
 from genrec_model.data.schemas import CATALOG, ITEM_EMBEDDINGS
 from jobs.common import make_context, run_recorded
 from jobs.embed import run as run_embed

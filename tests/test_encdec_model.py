@@ -5,10 +5,10 @@ import torch.nn.functional as F
 
 from genrec_model.decode.beam_search import decode, left_pad
 from genrec_model.decode.config import BeamSearchConfig
-from genrec_model.model.encdec_model import EncDecConfig, EncDecModel, EncDecStepModel
-from genrec_model.model.sid_vocab import BOS, SidVocab
-from genrec_model.model.sid_vocab import history_tokens
 from genrec_model.decode.trie import build_trie
+from genrec_model.model.encdec_model import EncDecConfig, EncDecModel, EncDecStepModel
+from genrec_model.model.sid_vocab import BOS, SidVocab, history_tokens
+
 
 @pytest.fixture(autouse=True)
 def one_thread():  # small matrices: extra threads only contend on a shared CPU

@@ -6,9 +6,9 @@ import pytest
 from deltalake import DeltaTable
 
 from genrec_model.config import load_config
-from genrec_model.serve.diversity import intra_list_diversity
-from genrec_model.evaluation.metrics import recall_ndcg_at_k
 from genrec_model.data.schemas import CATALOG, INTERACTIONS, METRICS, RECOMMENDATIONS
+from genrec_model.evaluation.metrics import recall_ndcg_at_k
+from genrec_model.serve.diversity import intra_list_diversity
 from jobs.common import make_context, run_recorded
 from jobs.evaluate import run as run_evaluate
 from udfs.delta_store import spark_schema

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from genrec_model.decode.ort_step import OrtStepModel
-from genrec_model.model.export import ManifestMismatchError, build_manifest, export_onnx, load_manifest, write_manifest
-from genrec_model.model.config import ExportConfig
+from genrec_model.model.config import ExportConfig, SeqModelConfig
+from genrec_model.model.artifacts import ManifestMismatchError, export_manifest, read_export, write_export_manifest
+from genrec_model.model.export import export_onnx
 from genrec_model.model.seq_model import SeqModel
-from genrec_model.model.config import SeqModelConfig
 from genrec_model.model.sid_vocab import SidVocab
 from genrec_model.model.torch_step import TorchStepModel
 
@@ -17,24 +17,24 @@ MCFG = SeqModelConfig(vocab_size=VOCAB.vocab_size, n_layer=2, n_head=2, d_model=
 
 
 def test_manifest_codebook_mismatch_is_a_clear_error(tmp_path):
-    write_manifest(str(tmp_path), build_manifest(VOCAB, MCFG.to_dict(), "m7", "cb-2026-01", 18, {"prefill": "dynamo"}))
-    m = load_manifest(str(tmp_path), expected_codebook_version="cb-2026-01")
+    write_export_manifest(str(tmp_path), export_manifest(VOCAB, MCFG.to_dict(), "m7", "cb-2026-01", 18, {"prefill": "dynamo"}, "x"))
+    m = read_export(str(tmp_path), expected_codebook_version="cb-2026-01")
     assert m["vocab"]["level_sizes"] == [8, 8, 4] and m["model_version"] == "m7"
     with pytest.raises(ManifestMismatchError, match="codebook version 'cb-2026-01'.*version 'cb-2026-02'"):
-        load_manifest(str(tmp_path), expected_codebook_version="cb-2026-02")
+        read_export(str(tmp_path), expected_codebook_version="cb-2026-02")
 
 
 def test_manifest_edited_or_missing(tmp_path):
-    write_manifest(str(tmp_path), build_manifest(VOCAB, MCFG.to_dict(), "m7", "cb1", 18, {}))
+    write_export_manifest(str(tmp_path), export_manifest(VOCAB, MCFG.to_dict(), "m7", "cb1", 18, {}, "x"))
     path = tmp_path / "manifest.json"
     m = json.loads(path.read_text())
     m["vocab"]["level_sizes"] = [8, 8, 5]
     m["model_config"]["vocab_size"] += 1
     path.write_text(json.dumps(m))
     with pytest.raises(ManifestMismatchError, match="config_hash"):
-        load_manifest(str(tmp_path))
+        read_export(str(tmp_path))
     with pytest.raises(FileNotFoundError):
-        load_manifest(str(tmp_path / "nothing"))
+        read_export(str(tmp_path / "nothing"))
 
 
 @pytest.mark.slow
@@ -47,6 +47,8 @@ def test_onnx_matches_torch_prefill_and_cached_steps(tmp_path, prefer_dynamo):
     assert man["opset"] == 18
     if not prefer_dynamo:
         assert man["exporter"] == {"prefill": "torchscript", "step": "torchscript"}
+    assert not (tmp_path / "manifest.json").exists()  # unpublished until the caller's parity gate
+    write_export_manifest(str(tmp_path), man)
     ort_m, pt_m = OrtStepModel(str(tmp_path), expected_codebook_version="cb1"), TorchStepModel(model)
     rng = np.random.default_rng(0)
     for B, T in ((3, 7), (1, 2), (5, 11)):  # batch and length differ from the export sample

@@ -12,8 +12,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from genrec_model.data.ingest_rules import (MAX_ID_CHARS, RAW_INTERACTION_COLUMNS, RAW_ITEM_COLUMNS,
-                                       clean_interactions, clean_items)
+from genrec_model.data.ingest_rules import (
+    MAX_ID_CHARS,
+    RAW_INTERACTION_COLUMNS,
+    RAW_ITEM_COLUMNS,
+    clean_interactions,
+    clean_items,
+)
 from genrec_model.data.schemas import CATALOG
 
 MIN_TS, MAX_TS = 0, 4102444800

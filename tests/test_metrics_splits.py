@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from genrec_model.evaluation.metrics import hit_ranks, recall_ndcg_at_k
 from genrec_model.data.splits import split_sequence
+from genrec_model.evaluation.metrics import hit_ranks, recall_ndcg_at_k
 
 
 def test_hit_ranks_and_metrics_exact():

@@ -5,15 +5,16 @@ import torch
 pytest.importorskip("onnxruntime")
 export = pytest.importorskip("genrec_model.model.export")
 
-from genrec_model.decode.beam_search import decode, left_pad
-from genrec_model.decode.config import BeamSearchConfig  # noqa: E402
-from genrec_model.decode.ort_step import OrtSharedPrefixStepModel, OrtStepModel, choose_providers, cuda_device_visible, export_shared_step, load_step_model
-from genrec_model.decode.config import OrtConfig
-from genrec_model.model.seq_model import SeqModel
+from genrec_model.decode.beam_search import decode, left_pad  # noqa: E402
+from genrec_model.decode.config import BeamSearchConfig, OrtConfig  # noqa: E402
+from genrec_model.decode.ort_step import (  # noqa: E402
+    OrtSharedPrefixStepModel, OrtStepModel, choose_providers, cuda_device_visible, load_step_model)
+from genrec_model.decode.trie import build_trie  # noqa: E402
+from genrec_model.model.artifacts import write_export_manifest  # noqa: E402
 from genrec_model.model.config import SeqModelConfig  # noqa: E402
+from genrec_model.model.seq_model import SeqModel  # noqa: E402
 from genrec_model.model.sid_vocab import SidVocab  # noqa: E402
 from genrec_model.model.torch_step import TorchStepModel  # noqa: E402
-from genrec_model.decode.trie import build_trie  # noqa: E402
 
 VOCAB = SidVocab((4, 4, 3))  # tokens: specials 0-5, level 0: 6-9, level 1: 10-13, level 2: 14-16
 SLOW = pytest.mark.slow  # the ONNX export in the `models` fixture takes ~25 s
@@ -26,9 +27,9 @@ def models(tmp_path_factory):
     with torch.no_grad():  # sharper logits than the 0.02-std init so beams differ clearly
         m.wte.weight.mul_(50.0)
     out = tmp_path_factory.mktemp("onnx")
-    export.export_onnx(m, VOCAB, str(out), model_version="t", codebook_version="c")
+    write_export_manifest(str(out), export.export_onnx(m, VOCAB, str(out), model_version="t", codebook_version="c"))
     plain = OrtStepModel(out, OrtConfig(intra_op_threads=1))  # loaded before step_shared.onnx exists
-    export_shared_step(m, out)
+    export.export_shared_step(m, out)
     return TorchStepModel(m), plain, load_step_model(out)
 
 

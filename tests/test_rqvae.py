@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from genrec_model.catalog.rqvae import FrozenRQVAE, freeze, kmeans, train_rqvae
 from genrec_model.catalog.config import RQVAEConfig
+from genrec_model.catalog.frozen_rqvae import FrozenRQVAE
+from genrec_model.catalog.rqvae import freeze, kmeans, train_rqvae
 
 
 def planted_clusters(seed: int = 0, n_clusters: int = 8, per: int = 50, dim: int = 16):

@@ -2,12 +2,18 @@ import numpy as np
 import pytest
 import torch
 
-from genrec_model.evaluation.metrics import recall_ndcg_at_k
+from genrec_model.baselines.config import SASRecConfig, SASRecTrainConfig
 from genrec_model.baselines.sasrec import SASRec
-from genrec_model.baselines.config import SASRecConfig
-from genrec_model.baselines.sasrec_train import evaluate_examples, make_windows, pad_right, sasrec_rank, sasrec_scores, train_sasrec
-from genrec_model.baselines.config import SASRecTrainConfig
+from genrec_model.baselines.sasrec_train import (
+    evaluate_examples,
+    make_windows,
+    pad_right,
+    sasrec_rank,
+    sasrec_scores,
+    train_sasrec,
+)
 from genrec_model.data.splits import split_sequence
+from genrec_model.evaluation.metrics import recall_ndcg_at_k
 
 TINY = SASRecConfig(n_items=7, max_len=6, d_model=16, n_layer=2, n_head=2, d_ff=32, dropout=0.0)
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from genrec_model.model.seq_model import SeqModel
 from genrec_model.model.config import SeqModelConfig
+from genrec_model.model.seq_model import SeqModel
 
 CFG = SeqModelConfig(vocab_size=37, n_layer=2, n_head=2, d_model=16, d_ff=32, dropout=0.0, max_positions=32)
 

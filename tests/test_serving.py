@@ -1,8 +1,13 @@
 import numpy as np
 import pytest
 
-from genrec_model.serve.serving import adaptive_weights, category_coverage, intra_list_diversity, log_popularity_prior, needs_fallback, recommend, recommendations_frame
 from genrec_model.serve.config import ServingConfig
+from genrec_model.serve.serving import (
+    adaptive_weights,
+    log_popularity_prior,
+    needs_fallback,
+    recommend,
+)
 
 LN = np.log
 # catalog of 6 items; popularity counts -> popular order 5, 0, 3, 1, 2, 4 (ties by index)
@@ -39,10 +44,6 @@ def test_fallback_users_get_popularity_flagged():
     assert recs.items.tolist() == [[5, 0], [5, 0], [1, 2]]
     assert recs.fallback.tolist() == [True, True, False]
     assert not recs.from_model[:2].any()
-    df = recommendations_frame(["u0", "u1", "u2"], np.array(["a", "b", "c", "d", "e", "f"]), recs)
-    assert df["item_id"].tolist() == ["f", "a", "f", "a", "b", "c"]
-    assert df["rank"].tolist() == [1, 2, 1, 2, 1, 2]
-    assert df["fallback"].tolist() == [True] * 4 + [False] * 2
 
 
 def test_popularity_fusion_reranks():
@@ -73,14 +74,3 @@ def test_adaptive_weights_exact():
     logp = np.array([[LN(0.5), LN(0.5)], [0.0, LN(1e-300)], [LN(0.7), -np.inf]])
     w = adaptive_weights(logp, 0.4)
     np.testing.assert_allclose(w, [0.4, 0.0, 0.0], atol=1e-12)
-
-
-def test_diversity_and_coverage():
-    ranked = np.array([[0, 1, 2], [3, 4, -1]])
-    # list 0 cats 0,0,1: pairs differ 2/3; list 1 cats 1,2: 1
-    assert intra_list_diversity(ranked, categories=CATS) == pytest.approx((2 / 3 + 1) / 2)
-    assert category_coverage(ranked, CATS) == pytest.approx((2 / 3 + 1) / 2)
-    emb = np.array([[1.0, 0], [1, 0], [0, 1], [1, 0], [0, 2], [1, 1]])
-    assert intra_list_diversity(ranked, embeddings=emb) == pytest.approx((2 / 3 + 1) / 2)
-    with pytest.raises(ValueError):
-        intra_list_diversity(ranked)

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from genrec_model.catalog.codebook_store import CodebookError, CodebookMeta, load_codebook, read_manifest, save_codebook
-from genrec_model.catalog.rqvae import FrozenRQVAE
+from genrec_model.catalog.frozen_rqvae import FrozenRQVAE
 from genrec_model.catalog.sid_codes import assign_sids, parse_sid, sid_stats, sid_string
 
 # 6 items; "d", "b", "f" share (1, 2); "a", "c" share (0, 5); "e" alone

@@ -2,14 +2,21 @@ import numpy as np
 import pytest
 import torch
 
-from genrec_model.model.seq_model import SeqModel
-from genrec_model.model.config import SeqModelConfig
-from genrec_model.model.sid_vocab import SidVocab
 from genrec_model.decode.beam_search import left_pad
-from genrec_model.model.train_data import alignment_sequences, build_word_vocab, collate, eval_examples, item_word_ids, rec_sequences, rec_windows
-from genrec_model.model.config import SeqDataConfig
-from genrec_model.model.trainer import lr_at, teacher_forced_metrics, train
-from genrec_model.model.config import TrainConfig
+from genrec_model.model.config import SeqDataConfig, SeqModelConfig, TrainConfig
+from genrec_model.model.seq_model import SeqModel
+from genrec_model.model.sid_vocab import SidVocab
+from genrec_model.model.train_data import (
+    alignment_sequences,
+    build_word_vocab,
+    collate,
+    eval_examples,
+    item_word_ids,
+    rec_sequences,
+    rec_windows,
+)
+from genrec_model.model.sid_vocab import history_tokens
+from genrec_model.model.trainer import lr_at, train
 
 
 def test_rec_windows_cover_each_target_once():
@@ -108,3 +115,28 @@ def test_group_softmax_loss_is_per_level_cross_entropy():
     full = sequence_loss(model, x, y, w, 0.0, None)
     lpf = torch.log_softmax(logits[0], -1)
     torch.testing.assert_close(full, -(lpf[0, 6] + 2 * lpf[1, 9] + lpf[3, 12]) / 4)
+
+
+@torch.no_grad()
+def teacher_forced_metrics(
+    model: SeqModel, histories: list[np.ndarray], targets: np.ndarray, item_tokens: np.ndarray, batch_size: int = 512
+) -> dict:
+    """Test helper: mean NLL of the target item's SID tokens given the history, and the exact-SID greedy accuracy."""
+    model.eval()
+    device = next(model.parameters()).device
+    L = item_tokens.shape[1]
+    nll, hit = 0.0, 0
+    for s in range(0, len(histories), batch_size):
+        seqs = [np.concatenate([history_tokens(h, item_tokens), item_tokens[t]]) for h, t in
+                zip(histories[s:s + batch_size], targets[s:s + batch_size])]
+        w = [np.r_[np.zeros(len(q) - L), np.ones(L)].astype(np.float32) for q in seqs]
+        x, y, wt = (torch.as_tensor(a, device=device) for a in collate(seqs, w))
+        logits, _, _ = model(x)
+        sel = wt > 0
+        lp = torch.log_softmax(logits[sel].float(), dim=-1)  # (B*L, V)
+        tgt = y[sel]
+        nll += float(-lp.gather(1, tgt[:, None]).sum())
+        hit += int((lp.argmax(-1) == tgt).view(-1, L).all(1).sum())
+    n = max(len(histories), 1)
+    return {"val_nll": nll / n, "val_sid_acc": hit / n}
+

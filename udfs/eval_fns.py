@@ -1,27 +1,11 @@
 """Spark transforms of the `evaluate` stage (DataFrame -> DataFrame, no I/O).
 
-Leave-one-out as in genrec_model/data/splits.py: a user's last item is the test target, the one
-before it the validation target. Metrics follow genrec_model/evaluation/metrics.py (one relevant item:
+Targets come from udfs/split_fns.heldout_targets (leave-one-out, genrec_model/data/splits.py).
+Metrics follow genrec_model/evaluation/metrics.py (one relevant item:
 Recall@K = HR@K, NDCG@K = 1/log2(rank+1) inside the top K), averaged over every user with a
 target, so a user with no list counts as a miss.
 """
 from __future__ import annotations
-
-
-def heldout_targets(interactions):
-    """-> (user_id, split, target): test = last item (users with >= 2), valid = second-to-last (>= 3)."""
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
-    w = Window.partitionBy("user_id")
-    ranked = interactions.select("user_id", "item_id", "seq_pos",
-                                 F.count("*").over(w).alias("n"),
-                                 F.row_number().over(w.orderBy(F.col("seq_pos").desc())).alias("from_end"))
-    test = ranked.where((F.col("from_end") == 1) & (F.col("n") >= 2)).select(
-        "user_id", F.lit("test").alias("split"), F.col("item_id").alias("target"))
-    valid = ranked.where((F.col("from_end") == 2) & (F.col("n") >= 3)).select(
-        "user_id", F.lit("valid").alias("split"), F.col("item_id").alias("target"))
-    return test.unionByName(valid)
 
 
 def target_ranks(recs, targets):

@@ -1,8 +1,9 @@
 """Spark partition function of the `recommend` stage.
 
-`make_recommend_fn` returns a mapInPandas body; the decoder (onnxruntime sessions + packed trie) is
-built once per Python worker and cached by model path, and `recommend_users` is plain pandas/numpy
-so tests call it directly.
+The decoder (onnxruntime sessions + packed trie + item tables) is built once per Python worker per
+run (keyed by model version and run id) and reused for every split and date; what differs per split
+(popularity, serving settings) comes with each call. `recommend_users` is plain pandas/numpy, so tests
+call it directly. Imports nothing from training: a worker needs onnxruntime, numpy, numba, pyarrow.
 """
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ import numpy as np
 import pandas as pd
 
 from genrec_model.decode.beam_search import decode
-from genrec_model.decode.config import BeamSearchConfig
-from genrec_model.serve.serving import recommend
-from genrec_model.serve.config import ServingConfig
-from genrec_model.model.sid_vocab import history_tokens
+from genrec_model.decode.config import BeamSearchConfig, OrtConfig
 from genrec_model.decode.trie import build_trie
+from genrec_model.model.sid_vocab import SidVocab, history_tokens
+from genrec_model.serve.config import ServingConfig
+from genrec_model.serve.serving import recommend
 
 OUT_DDL = ("user_id string, recs array<struct<item_id: string, score: double, rank: int>>, is_fallback boolean, "
            "n_known bigint")
@@ -24,39 +25,40 @@ OUT_DDL = ("user_id string, recs array<struct<item_id: string, score: double, ra
 
 @dataclass
 class Decoder:
+    """One model version, ready to decode: built once per worker."""
     step_model: object
     trie: object
     level_starts: tuple[int, ...]
     item_tokens: np.ndarray      # (N, L) token ids per item index
     item_ids: np.ndarray         # (N,) item_id per index
     index: dict                  # item_id -> index
-    popularity: np.ndarray       # (N,) interaction counts
+    max_history: int
+
+
+@dataclass(frozen=True)
+class DecodeInputs:
+    """What one split (or date) brings to the shared decoder."""
+    popularity: np.ndarray       # (N,) interaction counts per item index
     beam: BeamSearchConfig
     serving: ServingConfig
-    max_history: int
     categories: np.ndarray | None = None  # (N,) category code per item index (category prior)
 
 
 _DECODERS: dict[tuple, Decoder] = {}
 
 
-def build_decoder(onnx_dir: str, item_ids: np.ndarray, codes: np.ndarray, popularity: np.ndarray,
-                  beam: BeamSearchConfig, serving: ServingConfig, max_history: int, threads: int,
-                  use_gpu: bool | None, codebook_version: str, categories: np.ndarray | None = None) -> Decoder:
-    from genrec_model.model.fit import level_starts
+def build_decoder(onnx_dir: str, item_ids: np.ndarray, codes: np.ndarray, max_history: int, threads: int,
+                  use_gpu: bool | None, codebook_version: str) -> Decoder:
     from genrec_model.decode.ort_step import load_step_model
-    from genrec_model.decode.config import OrtConfig
-    from genrec_model.model.sid_vocab import SidVocab
 
     step_model = load_step_model(onnx_dir, OrtConfig(intra_op_threads=threads, use_gpu=use_gpu),
                                  expected_codebook_version=codebook_version)
     vocab = SidVocab.from_dict(step_model.manifest["vocab"])
-    return Decoder(step_model, build_trie(codes, list(vocab.level_sizes)), level_starts(vocab),
-                   vocab.codes_to_tokens(codes), item_ids, {i: n for n, i in enumerate(item_ids)},
-                   popularity, beam, serving, max_history, categories)
+    return Decoder(step_model, build_trie(codes, list(vocab.level_sizes)), vocab.level_starts,
+                   vocab.codes_to_tokens(codes), item_ids, {i: n for n, i in enumerate(item_ids)}, max_history)
 
 
-def recommend_users(users: pd.DataFrame, dec: Decoder) -> pd.DataFrame:
+def recommend_users(users: pd.DataFrame, dec: Decoder, inputs: DecodeInputs) -> pd.DataFrame:
     """(user_id, history: item_ids oldest first) -> (user_id, recs, is_fallback, n_known)."""
     histories = []
     for h in users["history"]:
@@ -64,13 +66,13 @@ def recommend_users(users: pd.DataFrame, dec: Decoder) -> pd.DataFrame:
         histories.append(np.asarray([i for i in known if i >= 0], dtype=np.int64))
     recent = [h[-dec.max_history:] for h in histories]
     decodable = [n for n, h in enumerate(recent) if len(h)]
-    n_cand = dec.beam.top_k
+    n_cand = inputs.beam.top_k
     items = np.full((len(users), n_cand), -1, dtype=np.int64)
     scores = np.full((len(users), n_cand), -np.inf)
     if decodable:
         toks = [history_tokens(recent[n], dec.item_tokens) for n in decodable]
-        items[decodable], scores[decodable] = decode(dec.step_model, dec.trie, dec.level_starts, toks, dec.beam)
-    recs = recommend(items, scores, histories, dec.popularity, dec.serving, dec.categories)
+        items[decodable], scores[decodable] = decode(dec.step_model, dec.trie, dec.level_starts, toks, inputs.beam)
+    recs = recommend(items, scores, histories, inputs.popularity, inputs.serving, inputs.categories)
     out = []
     for u in range(len(users)):
         row = [{"item_id": str(dec.item_ids[i]), "score": float(s), "rank": r + 1}
@@ -80,17 +82,30 @@ def recommend_users(users: pd.DataFrame, dec: Decoder) -> pd.DataFrame:
                          "n_known": [len(h) for h in histories]})
 
 
-def make_recommend_fn(onnx_dir: str, item_ids: np.ndarray, codes: np.ndarray, popularity: np.ndarray,
-                      beam: BeamSearchConfig, serving: ServingConfig, max_history: int, use_gpu: bool | None,
-                      codebook_version: str, cache_key: str, categories: np.ndarray | None = None):
+def make_recommend_fn(decoder_key: str, onnx_dir: str, item_ids: np.ndarray, codes: np.ndarray, max_history: int,
+                      use_gpu: bool | None, codebook_version: str, inputs: DecodeInputs):
+    """mapInPandas body; `decoder_key` names the decoder (model version and run), so the worker keeps
+    it across the run's splits and dates and rebuilds it only for another model or run."""
     def recommend_partition(batches):
         from udfs.session import task_cores
 
-        key = (cache_key, task_cores())
+        key = (decoder_key, task_cores())
         if key not in _DECODERS:
             _DECODERS.clear()
-            _DECODERS[key] = build_decoder(onnx_dir, item_ids, codes, popularity, beam, serving, max_history,
-                                           task_cores(), use_gpu, codebook_version, categories)
+            _DECODERS[key] = build_decoder(onnx_dir, item_ids, codes, max_history, task_cores(), use_gpu,
+                                           codebook_version)
         for pdf in batches:
-            yield recommend_users(pdf, _DECODERS[key])
+            yield recommend_users(pdf, _DECODERS[key], inputs)
     return recommend_partition
+
+
+def popularity_of(histories, item_ids: np.ndarray) -> np.ndarray:
+    """Interaction counts per decodable item over a histories DataFrame (user_id, history) (Spark)."""
+    from pyspark.sql import functions as F
+
+    counts = histories.select(F.explode("history").alias("item_id")).groupBy("item_id").count().toPandas()
+    index = pd.Series(np.arange(len(item_ids)), index=item_ids)
+    out = np.zeros(len(item_ids), dtype=np.float64)
+    known = counts["item_id"].isin(index.index)
+    out[index[counts["item_id"][known]].to_numpy()] = counts["count"][known].to_numpy()
+    return out

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from genrec_model.catalog.collab import fuse_embeddings
-from genrec_model.catalog.rqvae import FrozenRQVAE
+from genrec_model.catalog.frozen_rqvae import FrozenRQVAE
 
 SEMANTIC_DDL = "item_id string, semantic array<int>"
 

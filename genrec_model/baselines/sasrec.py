@@ -10,11 +10,11 @@ mask alone keeps padding out of every real position's context.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
 from genrec_model.baselines.config import SASRecConfig
 
 

@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genrec_model.evaluation.metrics import recall_ndcg_at_k
+from genrec_model.baselines.config import SASRecConfig, SASRecTrainConfig
 from genrec_model.baselines.sasrec import SASRec
-from genrec_model.baselines.config import SASRecConfig
 from genrec_model.data.splits import Example
-from genrec_model.baselines.config import SASRecTrainConfig
+from genrec_model.evaluation.metrics import recall_ndcg_at_k
 
 
 def make_windows(sequences: Sequence[np.ndarray], max_len: int) -> list[np.ndarray]:

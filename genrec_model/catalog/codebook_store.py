@@ -7,7 +7,6 @@ different codebooks never share a version. Loading re-hashes the npz and checks 
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -20,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from genrec_model.catalog.rqvae import FrozenRQVAE
+from genrec_model.catalog.frozen_rqvae import FrozenRQVAE
+from genrec_model.config_loader import stable_hash
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -69,14 +69,10 @@ def save_codebook(root: str | os.PathLike, frozen: FrozenRQVAE, meta: CodebookMe
         "n_encoder_layers": len(frozen.weights),
         **asdict(meta),
     }
-    digest = hashlib.sha256(payload)
-    digest.update(json.dumps(described, sort_keys=True, default=str).encode())
+    arrays_sha256 = stable_hash(payload, None)
     now = now or datetime.now(timezone.utc)
-    version = f"cb-{now.strftime('%Y%m%d%H%M%S')}-{digest.hexdigest()[:8]}"
-    manifest = {
-        "version": version, "created_at": now.isoformat(),
-        "arrays_sha256": hashlib.sha256(payload).hexdigest(), **described,
-    }
+    version = f"cb-{now.strftime('%Y%m%d%H%M%S')}-{stable_hash([arrays_sha256, described], 8)}"
+    manifest = {"version": version, "created_at": now.isoformat(), "arrays_sha256": arrays_sha256, **described}
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / version
@@ -122,7 +118,7 @@ def load_codebook(path: str | os.PathLike, expect: dict[str, Any] | None = None)
         payload = (path / ARRAYS).read_bytes()
     except FileNotFoundError as e:
         raise CodebookError(f"no {ARRAYS} in {path}") from e
-    if hashlib.sha256(payload).hexdigest() != manifest["arrays_sha256"]:
+    if stable_hash(payload, None) != manifest["arrays_sha256"]:
         raise CodebookError(f"{path / ARRAYS} does not match the sha256 in its manifest (corrupt or replaced)")
     with np.load(io.BytesIO(payload)) as z:
         arrays = {k: z[k] for k in z.files}

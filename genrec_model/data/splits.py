@@ -10,6 +10,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# Events held out at the end of each user's sequence, per split: `test` predicts the last event from
+# the rest, `valid` the second-to-last, `serve` (production lists) predicts past the whole history.
+HELD_OUT = {"serve": 0, "test": 1, "valid": 2}
+
+
+def min_events(split: str) -> int:
+    """Events a user needs to have a target in `split` (its held-out events plus one of history)."""
+    return HELD_OUT[split] + 1 if HELD_OUT[split] else 0
+
 
 @dataclass(frozen=True)
 class Example:
@@ -26,7 +35,8 @@ def split_sequence(seq: np.ndarray, max_len: int) -> tuple[np.ndarray, Example |
     """
     seq = np.asarray(seq)
     n = len(seq)
-    test = Example(seq[max(0, n - 1 - max_len): n - 1], int(seq[-1])) if n >= 2 else None
-    valid = Example(seq[max(0, n - 2 - max_len): n - 2], int(seq[-2])) if n >= 3 else None
-    train_prefix = seq[: max(n - 2, 0)] if n >= 3 else seq[: max(n - 1, 0)]
+    t, v = HELD_OUT["test"], HELD_OUT["valid"]
+    test = Example(seq[max(0, n - t - max_len): n - t], int(seq[-t])) if n >= min_events("test") else None
+    valid = Example(seq[max(0, n - v - max_len): n - v], int(seq[-v])) if n >= min_events("valid") else None
+    train_prefix = seq[: max(n - v, 0)] if n >= min_events("valid") else seq[: max(n - t, 0)]
     return train_prefix, valid, test

@@ -11,15 +11,14 @@ item -1, and for the model they repeat beam 0 (parent and code) so every row sta
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 import numba
 import numpy as np
 
+from genrec_model.decode.config import BeamSearchConfig
 from genrec_model.decode.constraints import Constraint, NoConstraint
 from genrec_model.decode.trie import SidTrie
-from genrec_model.decode.config import BeamSearchConfig
 
 
 class StepModel(Protocol):

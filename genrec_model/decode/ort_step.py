@@ -5,7 +5,8 @@
   copies its own copy of the history KV.
 - `OrtSharedPrefixStepModel`: prefill.onnx + step_shared.onnx (`export_shared_step`), which keeps the
   history KV once per user and only the decoded tokens' KV per beam: 2-2.5x faster decoding on CPU
-  (benchmarks/decode_bench.py). `load_step_model` picks it when the graph is there.
+  (benchmarks/decode_bench.py). `load_step_model` picks it when the graph is there. The graphs are
+  written by `genrec_model.model.export`; this module needs onnxruntime and numpy only.
 
 CUDA is used only when onnxruntime offers it AND a CUDA device is actually visible, so a
 CPU-only worker with onnxruntime-gpu installed never tries (and never logs) a CUDA session.
@@ -19,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from genrec_model.decode.config import OrtConfig
+from genrec_model.model.artifacts import SHARED_STEP, STEP, read_export
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +54,15 @@ def choose_providers(cfg: OrtConfig) -> list:
     return ["CPUExecutionProvider"]
 
 
-def _open_sessions(model_dir: str | Path, step_file: str, cfg: OrtConfig, expected_codebook_version: str | None):
-    """(manifest, providers, prefill session, step session) for an exported model folder."""
+def _open_sessions(model_dir: str | Path, step_file: str, cfg: OrtConfig, expected_codebook_version: str | None,
+                   manifest: dict | None):
+    """(manifest, providers, prefill session, step session) for an exported model folder. `manifest`:
+    the export's manifest when the caller holds it (the export job, before it publishes the manifest)."""
     import onnxruntime as ort
 
-    from genrec_model.model.export import load_manifest
-
     model_dir = Path(model_dir)
-    manifest = load_manifest(str(model_dir), expected_codebook_version)
+    if manifest is None:
+        manifest = read_export(str(model_dir), expected_codebook_version)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = cfg.intra_op_threads
     opts.inter_op_num_threads = cfg.inter_op_threads
@@ -79,9 +83,10 @@ def _run_prefill(sess, input_ids, attention_mask, position_ids):
 
 
 class OrtStepModel:
-    def __init__(self, model_dir: str | Path, cfg: OrtConfig = OrtConfig(), expected_codebook_version: str | None = None):
+    def __init__(self, model_dir: str | Path, cfg: OrtConfig = OrtConfig(), expected_codebook_version: str | None = None,
+                 manifest: dict | None = None):
         self.manifest, self.providers, self.prefill_sess, self.step_sess = _open_sessions(
-            model_dir, "step.onnx", cfg, expected_codebook_version)
+            model_dir, STEP, cfg, expected_codebook_version, manifest)
         self.vocab_size = int(self.manifest["model_config"]["vocab_size"])
 
     @property
@@ -119,98 +124,6 @@ class OrtStepModel:
 
 # ---------------------------------------------------------------- shared-prefix step (history KV stored once per user)
 
-SHARED_STEP = "step_shared.onnx"
-
-
-def _shared_step_module(model):
-    """Step over rows laid out as B users x W beams (row = user * W + beam), attending to the
-    user's history KV `prefix_k/v` (n_layer, B, H, T, hd) stored ONCE per user, plus the per-beam KV of
-    the tokens decoded so far `suffix_k/v` (n_layer, N, H, S, hd). Same math as SeqModel with a KV cache,
-    but a step reads/copies B*T + N*S cache entries instead of N*(T+S) (N = B*W, S <= L-1 << T)."""
-    import math
-
-    import torch
-    import torch.nn as nn
-
-    class SharedPrefixStep(nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m.eval()
-
-        def forward(self, input_ids, position_ids, prefix_mask, prefix_k, prefix_v, suffix_k, suffix_v, head_ids):
-            m = self.m
-            n_head, hd = m.cfg.n_head, m.cfg.head_dim
-            B, T = prefix_mask.shape
-            N = input_ids.shape[0]
-            D = m.cfg.d_model
-            scale = 1.0 / math.sqrt(hd)
-            x = m.wte(input_ids) + m.wpe(position_ids)  # (N, 1, D)
-            neg = torch.finfo(x.dtype).min
-            bias_p = torch.where(prefix_mask.bool(), 0.0, neg).to(x.dtype)[:, None, None, :]  # (B, 1, 1, T)
-            ks, vs = [], []
-            for i, blk in enumerate(m.h):
-                q, k, v = blk.attn.c_attn(blk.ln_1(x)).split(D, dim=2)  # (N, 1, D) each
-                k = k.reshape(N, n_head, 1, hd)  # (N, H, 1, hd)
-                v = v.reshape(N, n_head, 1, hd)
-                sk = torch.cat([suffix_k[i], k], dim=2)  # (N, H, S+1, hd)
-                sv = torch.cat([suffix_v[i], v], dim=2)
-                ks.append(sk)
-                vs.append(sv)
-                qb = q.reshape(B, -1, n_head, hd).transpose(1, 2)  # (B, H, W, hd)
-                att_p = (qb @ prefix_k[i].transpose(-2, -1)) * scale + bias_p  # (B, H, W, T)
-                qn = q.reshape(N, n_head, 1, hd)  # (N, H, 1, hd)
-                att_s = (qn @ sk.transpose(-2, -1)) * scale  # (N, H, 1, S+1)
-                att_s = att_s.reshape(B, -1, n_head, sk.shape[2]).transpose(1, 2)  # (B, H, W, S+1)
-                att = torch.softmax(torch.cat([att_p, att_s], dim=-1), dim=-1)
-                y_p = att[..., :T] @ prefix_v[i]  # (B, H, W, hd)
-                p_s = att[..., T:].transpose(1, 2).reshape(N, n_head, 1, sk.shape[2])  # (N, H, 1, S+1)
-                y_s = (p_s @ sv).reshape(B, -1, n_head, hd).transpose(1, 2)  # (B, H, W, hd)
-                y = (y_p + y_s).transpose(1, 2).reshape(N, 1, D)
-                x = x + blk.attn.c_proj(y)
-                x = x + blk.mlp(blk.ln_2(x))
-            w = m.lm_head.weight.index_select(0, head_ids)  # (K, D): only the token ids beam search scores
-            logits = m.ln_f(x)[:, -1] @ w.t()  # (N, K)
-            return logits, torch.stack(ks), torch.stack(vs)
-
-    return SharedPrefixStep(model).eval()
-
-
-def export_shared_step(model, out_dir: str | Path, opset: int = 18) -> Path:
-    """Write step_shared.onnx (see `_shared_step_module`) next to prefill.onnx; returns its path.
-    Sample shapes avoid 0/1 so the exporter keeps every axis dynamic."""
-    import torch
-
-    c = model.cfg
-    B, W, T, S = 2, 3, 5, 2
-    N = B * W
-    mask = torch.ones(B, T, dtype=torch.long)
-    mask[0, :2] = 0
-    args = (
-        torch.randint(3, c.vocab_size, (N, 1)),
-        torch.full((N, 1), T, dtype=torch.long),
-        mask,
-        torch.randn(c.n_layer, B, c.n_head, T, c.head_dim),
-        torch.randn(c.n_layer, B, c.n_head, T, c.head_dim),
-        torch.randn(c.n_layer, N, c.n_head, S, c.head_dim),
-        torch.randn(c.n_layer, N, c.n_head, S, c.head_dim),
-        torch.arange(2, min(7, c.vocab_size)),
-    )
-    names = ["input_ids", "position_ids", "prefix_mask", "prefix_k", "prefix_v", "suffix_k", "suffix_v", "head_ids"]
-    auto = torch.export.Dim.AUTO
-    shapes = {
-        "input_ids": {0: auto}, "position_ids": {0: auto}, "prefix_mask": {0: auto, 1: auto},
-        "prefix_k": {1: auto, 3: auto}, "prefix_v": {1: auto, 3: auto},
-        "suffix_k": {1: auto, 3: auto}, "suffix_v": {1: auto, 3: auto}, "head_ids": {0: auto},
-    }
-    path = Path(out_dir) / SHARED_STEP
-    with torch.no_grad():
-        prog = torch.onnx.export(_shared_step_module(model), args, input_names=names,
-                                 output_names=["logits", "suffix_k_out", "suffix_v_out"],
-                                 dynamic_shapes=shapes, opset_version=opset, dynamo=True)
-    prog.save(str(path))
-    return path
-
-
 @dataclass(frozen=True)
 class SharedState:
     prefix_k: np.ndarray  # (n_layer, B, H, T, hd) history KV, once per user
@@ -229,9 +142,10 @@ class OrtSharedPrefixStepModel:
 
     accepts_head_ids = True
 
-    def __init__(self, model_dir: str | Path, cfg: OrtConfig = OrtConfig(), expected_codebook_version: str | None = None):
+    def __init__(self, model_dir: str | Path, cfg: OrtConfig = OrtConfig(), expected_codebook_version: str | None = None,
+                 manifest: dict | None = None):
         self.manifest, self.providers, self.prefill_sess, self.step_sess = _open_sessions(
-            model_dir, SHARED_STEP, cfg, expected_codebook_version)
+            model_dir, SHARED_STEP, cfg, expected_codebook_version, manifest)
         self.vocab_size = int(self.manifest["model_config"]["vocab_size"])
 
     def prefill(self, input_ids: np.ndarray, attention_mask: np.ndarray, position_ids: np.ndarray) -> tuple[np.ndarray, SharedState]:
@@ -271,8 +185,9 @@ class OrtSharedPrefixStepModel:
                            np.take(state.suffix_v, rows, axis=1), state.next_position[rows])
 
 
-def load_step_model(model_dir: str | Path, cfg: OrtConfig = OrtConfig(), expected_codebook_version: str | None = None):
+def load_step_model(model_dir: str | Path, cfg: OrtConfig = OrtConfig(), expected_codebook_version: str | None = None,
+                    manifest: dict | None = None):
     """OrtSharedPrefixStepModel when step_shared.onnx was exported, else OrtStepModel."""
     if (Path(model_dir) / SHARED_STEP).exists():
-        return OrtSharedPrefixStepModel(model_dir, cfg, expected_codebook_version)
-    return OrtStepModel(model_dir, cfg, expected_codebook_version)
+        return OrtSharedPrefixStepModel(model_dir, cfg, expected_codebook_version, manifest)
+    return OrtStepModel(model_dir, cfg, expected_codebook_version, manifest)

@@ -1,31 +1,23 @@
-"""ONNX export of a trained SeqModel: `prefill.onnx`, `step.onnx` and `manifest.json` (docs/CONTRACTS.md).
+"""ONNX export of a trained SeqModel: `prefill.onnx`, `step.onnx`, optionally `step_shared.onnx`
+(docs/CONTRACTS.md), and their manifest.
 
 The dynamo exporter (torch.onnx.export(dynamo=True), needs onnxscript) is tried first; if it fails
 on the dynamic KV cache the TorchScript exporter is used. The manifest records which one ran.
-`OrtStepModel` runs the two graphs with onnxruntime behind the StepModel protocol.
+`genrec_model.decode.ort_step` runs the graphs with onnxruntime behind the StepModel protocol.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import warnings
-from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 
+from genrec_model.model.artifacts import PREFILL, SHARED_STEP, STEP, export_manifest
+from genrec_model.model.config import ExportConfig
 from genrec_model.model.seq_model import SeqModel
 from genrec_model.model.sid_vocab import SidVocab
-from genrec_model.model.config import ExportConfig
-
-MANIFEST = "manifest.json"
-PREFILL, STEP = "prefill.onnx", "step.onnx"
-FORMAT_VERSION = 1
-
-
-class ManifestMismatchError(ValueError):
-    """The exported model does not match what the caller expects (e.g. another codebook version)."""
 
 
 class _Prefill(nn.Module):
@@ -47,10 +39,6 @@ class _Step(nn.Module):
         logits, k, v = self.model(input_ids, attention_mask=attention_mask, position_ids=position_ids,
                                   past_k=past_k, past_v=past_v)
         return logits[:, -1], k, v
-
-
-def config_hash(payload: dict) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _sample_inputs(model: SeqModel):
@@ -94,7 +82,8 @@ def export_onnx(
     cfg: ExportConfig = ExportConfig(),
     extra: dict | None = None,
 ) -> dict:
-    """Write prefill.onnx, step.onnx and manifest.json into out_dir; returns the manifest."""
+    """Write prefill.onnx and step.onnx into out_dir; returns their manifest. The caller publishes it
+    (`artifacts.write_export_manifest`) only after the parity gate: without it nothing loads the graphs."""
     if vocab.vocab_size != model.cfg.vocab_size:
         raise ValueError(f"vocab size {vocab.vocab_size} != model vocab {model.cfg.vocab_size}")
     os.makedirs(out_dir, exist_ok=True)
@@ -111,52 +100,94 @@ def export_onnx(
                          {"input_ids": (0,), "attention_mask": (0, 1), "position_ids": (0,), "past_k": tuple(kv),
                           "past_v": tuple(kv), "logits": (0,), "present_k": (1, 3), "present_v": (1, 3)},
                          cfg.opset, cfg.prefer_dynamo)
-    manifest = build_manifest(vocab, model.cfg.to_dict(), model_version, codebook_version, cfg.opset,
-                              {"prefill": e1, "step": e2}, extra)
-    write_manifest(out_dir, manifest)
-    return manifest
+    return export_manifest(vocab, model.cfg.to_dict(), model_version, codebook_version, cfg.opset,
+                           {"prefill": e1, "step": e2}, torch.__version__, extra)
 
 
-def build_manifest(vocab: SidVocab, model_config: dict, model_version: str, codebook_version: str, opset: int,
-                   exporter: dict, extra: dict | None = None) -> dict:
-    payload = {"vocab": vocab.to_dict(), "model_config": model_config, "codebook_version": codebook_version}
-    return {
-        "format_version": FORMAT_VERSION,
-        "model_version": model_version,
-        "codebook_version": codebook_version,
-        "vocab": vocab.to_dict(),
-        "model_config": model_config,
-        "config_hash": config_hash(payload),
-        "opset": opset,
-        "exporter": exporter,
-        "torch_version": torch.__version__,
-        "files": {"prefill": PREFILL, "step": STEP},
-        **(extra or {}),
+def _shared_step_module(model):
+    """Step over rows laid out as B users x W beams (row = user * W + beam), attending to the
+    user's history KV `prefix_k/v` (n_layer, B, H, T, hd) stored ONCE per user, plus the per-beam KV of
+    the tokens decoded so far `suffix_k/v` (n_layer, N, H, S, hd). Same math as SeqModel with a KV cache,
+    but a step reads/copies B*T + N*S cache entries instead of N*(T+S) (N = B*W, S <= L-1 << T)."""
+    import math
+
+    import torch
+    import torch.nn as nn
+
+    class SharedPrefixStep(nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m.eval()
+
+        def forward(self, input_ids, position_ids, prefix_mask, prefix_k, prefix_v, suffix_k, suffix_v, head_ids):
+            m = self.m
+            n_head, hd = m.cfg.n_head, m.cfg.head_dim
+            B, T = prefix_mask.shape
+            N = input_ids.shape[0]
+            D = m.cfg.d_model
+            scale = 1.0 / math.sqrt(hd)
+            x = m.wte(input_ids) + m.wpe(position_ids)  # (N, 1, D)
+            neg = torch.finfo(x.dtype).min
+            bias_p = torch.where(prefix_mask.bool(), 0.0, neg).to(x.dtype)[:, None, None, :]  # (B, 1, 1, T)
+            ks, vs = [], []
+            for i, blk in enumerate(m.h):
+                q, k, v = blk.attn.c_attn(blk.ln_1(x)).split(D, dim=2)  # (N, 1, D) each
+                k = k.reshape(N, n_head, 1, hd)  # (N, H, 1, hd)
+                v = v.reshape(N, n_head, 1, hd)
+                sk = torch.cat([suffix_k[i], k], dim=2)  # (N, H, S+1, hd)
+                sv = torch.cat([suffix_v[i], v], dim=2)
+                ks.append(sk)
+                vs.append(sv)
+                qb = q.reshape(B, -1, n_head, hd).transpose(1, 2)  # (B, H, W, hd)
+                att_p = (qb @ prefix_k[i].transpose(-2, -1)) * scale + bias_p  # (B, H, W, T)
+                qn = q.reshape(N, n_head, 1, hd)  # (N, H, 1, hd)
+                att_s = (qn @ sk.transpose(-2, -1)) * scale  # (N, H, 1, S+1)
+                att_s = att_s.reshape(B, -1, n_head, sk.shape[2]).transpose(1, 2)  # (B, H, W, S+1)
+                att = torch.softmax(torch.cat([att_p, att_s], dim=-1), dim=-1)
+                y_p = att[..., :T] @ prefix_v[i]  # (B, H, W, hd)
+                p_s = att[..., T:].transpose(1, 2).reshape(N, n_head, 1, sk.shape[2])  # (N, H, 1, S+1)
+                y_s = (p_s @ sv).reshape(B, -1, n_head, hd).transpose(1, 2)  # (B, H, W, hd)
+                y = (y_p + y_s).transpose(1, 2).reshape(N, 1, D)
+                x = x + blk.attn.c_proj(y)
+                x = x + blk.mlp(blk.ln_2(x))
+            w = m.lm_head.weight.index_select(0, head_ids)  # (K, D): only the token ids beam search scores
+            logits = m.ln_f(x)[:, -1] @ w.t()  # (N, K)
+            return logits, torch.stack(ks), torch.stack(vs)
+
+    return SharedPrefixStep(model).eval()
+
+
+def export_shared_step(model, out_dir: str | Path, opset: int = 18) -> Path:
+    """Write step_shared.onnx (see `_shared_step_module`) next to prefill.onnx; returns its path.
+    Sample shapes avoid 0/1 so the exporter keeps every axis dynamic."""
+    import torch
+
+    c = model.cfg
+    B, W, T, S = 2, 3, 5, 2
+    N = B * W
+    mask = torch.ones(B, T, dtype=torch.long)
+    mask[0, :2] = 0
+    args = (
+        torch.randint(3, c.vocab_size, (N, 1)),
+        torch.full((N, 1), T, dtype=torch.long),
+        mask,
+        torch.randn(c.n_layer, B, c.n_head, T, c.head_dim),
+        torch.randn(c.n_layer, B, c.n_head, T, c.head_dim),
+        torch.randn(c.n_layer, N, c.n_head, S, c.head_dim),
+        torch.randn(c.n_layer, N, c.n_head, S, c.head_dim),
+        torch.arange(2, min(7, c.vocab_size)),
+    )
+    names = ["input_ids", "position_ids", "prefix_mask", "prefix_k", "prefix_v", "suffix_k", "suffix_v", "head_ids"]
+    auto = torch.export.Dim.AUTO
+    shapes = {
+        "input_ids": {0: auto}, "position_ids": {0: auto}, "prefix_mask": {0: auto, 1: auto},
+        "prefix_k": {1: auto, 3: auto}, "prefix_v": {1: auto, 3: auto},
+        "suffix_k": {1: auto, 3: auto}, "suffix_v": {1: auto, 3: auto}, "head_ids": {0: auto},
     }
-
-
-def write_manifest(out_dir: str, manifest: dict) -> None:
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, MANIFEST), "w") as f:
-        json.dump(manifest, f, indent=1)
-
-
-def load_manifest(model_dir: str, expected_codebook_version: str | None = None) -> dict:
-    """Read and check manifest.json; raises ManifestMismatchError on a codebook/vocab mismatch."""
-    path = os.path.join(model_dir, MANIFEST)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no {MANIFEST} in {model_dir}: not an exported genrec model")
-    with open(path) as f:
-        m = json.load(f)
-    if expected_codebook_version is not None and m["codebook_version"] != expected_codebook_version:
-        raise ManifestMismatchError(
-            f"model {m['model_version']} in {model_dir} was trained on codebook version "
-            f"{m['codebook_version']!r}, but the SIDs in use are version {expected_codebook_version!r}; "
-            "retrain/export the model on this codebook or decode with the matching codebook")
-    vocab = SidVocab.from_dict(m["vocab"])
-    if vocab.vocab_size != m["model_config"]["vocab_size"]:
-        raise ManifestMismatchError(f"manifest vocab size {vocab.vocab_size} != model vocab {m['model_config']['vocab_size']}")
-    payload = {"vocab": m["vocab"], "model_config": m["model_config"], "codebook_version": m["codebook_version"]}
-    if config_hash(payload) != m["config_hash"]:
-        raise ManifestMismatchError(f"{path}: config_hash does not match its contents (edited manifest?)")
-    return m
+    path = Path(out_dir) / SHARED_STEP
+    with torch.no_grad():
+        prog = torch.onnx.export(_shared_step_module(model), args, input_names=names,
+                                 output_names=["logits", "suffix_k_out", "suffix_v_out"],
+                                 dynamic_shapes=shapes, opset_version=opset, dynamo=True)
+    prog.save(str(path))
+    return path

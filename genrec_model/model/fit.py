@@ -10,20 +10,14 @@ import torch
 
 from genrec_model.decode.beam_search import decode
 from genrec_model.decode.config import BeamSearchConfig
-from genrec_model.evaluation.metrics import recall_ndcg_at_k
-from genrec_model.model.seq_model import SeqModel
-from genrec_model.model.config import SeqModelConfig
-from genrec_model.model.sid_vocab import SidVocab
-from genrec_model.model.torch_step import TorchStepModel
-from genrec_model.model.config import SeqDataConfig
-from genrec_model.model.train_data import build_word_vocab, epoch_sequences, eval_examples, item_word_ids, rec_sequences
-from genrec_model.model.sid_vocab import history_tokens
-from genrec_model.model.trainer import TrainResult, train
-from genrec_model.model.config import TrainConfig
 from genrec_model.decode.trie import SidTrie, build_trie
-from genrec_model.model.config import FitConfig
-
-
+from genrec_model.evaluation.metrics import recall_ndcg_at_k
+from genrec_model.model.config import FitConfig, SeqDataConfig
+from genrec_model.model.seq_model import SeqModel
+from genrec_model.model.sid_vocab import SidVocab, history_tokens
+from genrec_model.model.torch_step import TorchStepModel
+from genrec_model.model.train_data import build_word_vocab, epoch_sequences, eval_examples, item_word_ids, rec_sequences
+from genrec_model.model.trainer import TrainResult, train
 
 
 @dataclass

@@ -10,11 +10,11 @@ forward exports to ONNX (prefill and step graphs, docs/CONTRACTS.md).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
 from genrec_model.model.config import SeqModelConfig
 
 

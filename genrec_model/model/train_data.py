@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from genrec_model.model.sid_vocab import BOS, PAD, SidVocab, history_tokens
 from genrec_model.data.splits import Example, split_sequence
 from genrec_model.model.config import SeqDataConfig
+from genrec_model.model.sid_vocab import PAD, SidVocab, history_tokens
 
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = frozenset("a an and the of for with to in on by or from at as is it this that oz fl ml pack".split())

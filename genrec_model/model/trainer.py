@@ -17,10 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from genrec_model.model.config import TrainConfig
 from genrec_model.model.seq_model import SeqModel
 from genrec_model.model.train_data import TokenSequences, collate
-from genrec_model.model.sid_vocab import history_tokens
-from genrec_model.model.config import TrainConfig
 
 
 @dataclass
@@ -101,30 +100,6 @@ def sequence_loss(
         ce = F.cross_entropy(logits, ys[rows] - lo, reduction="none", label_smoothing=label_smoothing)
         total = total + (ce * ws[rows]).sum()
     return total / ws.sum()
-
-
-@torch.no_grad()
-def teacher_forced_metrics(
-    model: SeqModel, histories: list[np.ndarray], targets: np.ndarray, item_tokens: np.ndarray, batch_size: int = 512
-) -> dict:
-    """Mean NLL of the target item's SID tokens given the history, and the exact-SID greedy accuracy."""
-    model.eval()
-    device = next(model.parameters()).device
-    L = item_tokens.shape[1]
-    nll, hit = 0.0, 0
-    for s in range(0, len(histories), batch_size):
-        seqs = [np.concatenate([history_tokens(h, item_tokens), item_tokens[t]]) for h, t in
-                zip(histories[s:s + batch_size], targets[s:s + batch_size])]
-        w = [np.r_[np.zeros(len(q) - L), np.ones(L)].astype(np.float32) for q in seqs]
-        x, y, wt = (torch.as_tensor(a, device=device) for a in collate(seqs, w))
-        logits, _, _ = model(x)
-        sel = wt > 0
-        lp = torch.log_softmax(logits[sel].float(), dim=-1)  # (B*L, V)
-        tgt = y[sel]
-        nll += float(-lp.gather(1, tgt[:, None]).sum())
-        hit += int((lp.argmax(-1) == tgt).view(-1, L).all(1).sum())
-    n = max(len(histories), 1)
-    return {"val_nll": nll / n, "val_sid_acc": hit / n}
 
 
 def _save_curves(history: list[dict], path: str) -> None:

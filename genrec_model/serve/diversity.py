@@ -42,46 +42,6 @@ def intra_list_diversity(ranked: np.ndarray, categories: np.ndarray) -> float:
     return float(np.mean(1.0 - same_pairs[has_pairs] / pairs[has_pairs]))
 
 
-def distinct_category_ratio(ranked: np.ndarray, categories: np.ndarray) -> float:
-    """Mean over users of (distinct categories in the list) / (valid items in the list)."""
-    cats, valid = _list_categories(ranked, categories)
-    n = valid.sum(axis=1)
-    keep = n > 0
-    if not keep.any():
-        return float("nan")
-    distinct = np.array([len(np.unique(c[v])) for c, v in zip(cats[keep], valid[keep])])
-    return float(np.mean(distinct / n[keep]))
-
-
-def fill_with_fallback(ranked: np.ndarray, fallback_order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Fill each list's -1 slots with the first fallback items not already in that list.
-
-    fallback_order: (M,) items best first (e.g. popularity order). Returns the filled
-    (U, K) lists and a (U, K) bool mask of the slots that came from the fallback.
-    Slots stay -1 when the fallback runs out.
-    """
-    ranked = np.asarray(ranked)
-    fallback_order = np.asarray(fallback_order)
-    filled = ranked.copy()
-    from_fallback = np.zeros(ranked.shape, dtype=bool)
-    for u in np.flatnonzero((ranked < 0).any(axis=1)):
-        holes = np.flatnonzero(ranked[u] < 0)
-        present = ranked[u][ranked[u] >= 0]
-        cand = fallback_order[: len(present) + len(holes)]  # enough to survive duplicates
-        cand = cand[~np.isin(cand, present)][: len(holes)]
-        filled[u, holes[: len(cand)]] = cand
-        from_fallback[u, holes[: len(cand)]] = True
-    return filled, from_fallback
-
-
-def fallback_share(from_fallback: np.ndarray) -> dict[str, float]:
-    """Share of slots filled by the fallback, and share of users with at least one such slot."""
-    m = np.asarray(from_fallback, dtype=bool)
-    if m.size == 0:
-        return {"fallback_slot_share": 0.0, "fallback_user_share": 0.0}
-    return {"fallback_slot_share": float(m.mean()), "fallback_user_share": float(m.any(axis=1).mean())}
-
-
 def pick_category_level(distinct_per_level: list[int], level: int | None = None) -> int:
     """The category level to use: `level` when given, else the first level with more than one
     distinct value (0 when none has): category paths like Amazon's all share their first entry."""

@@ -13,10 +13,10 @@ renormalized candidate distribution: a confident model leans less on the prior.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Sequence
 
 import numpy as np
-import pandas as pd
+
 from genrec_model.serve.config import ServingConfig
 
 
@@ -129,44 +129,3 @@ def recommend(
             out_items[u, n_have : n_have + len(extra)] = extra
             out_scores[u, n_have : n_have + len(extra)] = log_prior[extra]
     return Recommendations(out_items, out_scores, from_model, fallback)
-
-
-def recommendations_frame(user_ids: Sequence, item_ids: np.ndarray, recs: Recommendations) -> pd.DataFrame:
-    """Long table: user_id, rank (1-based), item_id, score, from_model, fallback; short lists omit -1 slots."""
-    u, r = np.nonzero(recs.items >= 0)
-    return pd.DataFrame(
-        {
-            "user_id": np.asarray(user_ids, dtype=object)[u],
-            "rank": (r + 1).astype(np.int32),
-            "item_id": np.asarray(item_ids, dtype=object)[recs.items[u, r]],
-            "score": recs.scores[u, r],
-            "from_model": recs.from_model[u, r],
-            "fallback": recs.fallback[u],
-        }
-    )
-
-
-def intra_list_diversity(ranked: np.ndarray, embeddings: np.ndarray | None = None, categories: np.ndarray | None = None) -> float:
-    """Mean over lists of the mean pairwise distance: 1 - cosine(embeddings), or 1[category differs]."""
-    if (embeddings is None) == (categories is None):
-        raise ValueError("give exactly one of embeddings or categories")
-    vals = []
-    for row in np.asarray(ranked):
-        row = row[row >= 0]
-        if len(row) < 2:
-            continue
-        if embeddings is not None:
-            e = embeddings[row] / np.linalg.norm(embeddings[row], axis=1, keepdims=True)
-            dist = 1.0 - e @ e.T
-        else:
-            c = categories[row]
-            dist = (c[:, None] != c[None, :]).astype(np.float64)
-        iu = np.triu_indices(len(row), 1)
-        vals.append(dist[iu].mean())
-    return float(np.mean(vals)) if vals else 0.0
-
-
-def category_coverage(ranked: np.ndarray, categories: np.ndarray) -> float:
-    """Mean over lists of (#distinct categories / list length)."""
-    vals = [len(np.unique(categories[row[row >= 0]])) / (row >= 0).sum() for row in np.asarray(ranked) if (row >= 0).any()]
-    return float(np.mean(vals)) if vals else 0.0

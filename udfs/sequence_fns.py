@@ -1,0 +1,36 @@
+"""Spark transforms shared by the stages that train on user histories (`train`, `baselines`): the item
+table a model is trained on and every user's history as item indices."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow.dataset as pads
+
+
+def item_table(item_sids, catalog) -> pd.DataFrame:
+    """(item_id, codes, codebook_version, title) sorted by item_id: row number = item index."""
+    sids = item_sids.select("item_id", "codes", "codebook_version")
+    titles = catalog.select("item_id", "title")
+    items = sids.join(titles, on="item_id", how="left").toPandas()  # one small row per item
+    versions = items["codebook_version"].unique()
+    if len(versions) != 1:
+        raise RuntimeError(f"item_sids holds codebook versions {list(versions)}; rerun the sids stage")
+    return items.sort_values("item_id", kind="stable").reset_index(drop=True)
+
+
+def user_sequences(spark, interactions, items: pd.DataFrame, shard_dir: str, with_users: bool = False):
+    """Histories as item indices (oldest first), written by Spark as shards, then streamed back.
+    Users sorted by user_id; with_users also returns their ids."""
+    from pyspark.sql import functions as F
+
+    index = spark.createDataFrame(pd.DataFrame({"item_id": items["item_id"], "idx": np.arange(len(items))}))
+    seqs = (interactions.join(index, on="item_id")
+            .groupBy("user_id").agg(F.sort_array(F.collect_list(F.struct("seq_pos", "idx"))).alias("ev"))
+            .select("user_id", F.col("ev.idx").alias("items")))
+    seqs.write.mode("overwrite").parquet(shard_dir)
+    table = pads.dataset(shard_dir, format="parquet").to_table()
+    users = np.asarray(table.column("user_id").to_pylist(), dtype=object)
+    order = np.argsort(users, kind="stable")
+    items_col = table.column("items").to_pylist()
+    sequences = [np.asarray(items_col[i], dtype=np.int64) for i in order]
+    return (list(users[order]), sequences) if with_users else sequences

@@ -1,0 +1,47 @@
+"""Spark transforms of the leave-one-out splits (genrec_model/data/splits.py): the histories a split
+decodes from and the targets it is scored on. DataFrame -> DataFrame, no I/O."""
+from __future__ import annotations
+
+import datetime as dt
+
+from genrec_model.data.splits import HELD_OUT, min_events
+
+
+def histories_df(interactions, split: str, as_of: str | None):
+    """(user_id, history) oldest first, with the split's held-out items removed; as_of (a date) keeps
+    only events before the end of that day where timestamps exist. Evaluation splits keep only users
+    who have the split's target."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    if as_of:
+        end = dt.datetime.fromisoformat(as_of).replace(tzinfo=dt.timezone.utc) + dt.timedelta(days=1)
+        interactions = interactions.where(F.col("timestamp").isNull() | (F.col("timestamp") < F.lit(end)))
+    w = Window.partitionBy("user_id")
+    ranked = interactions.select("user_id", "item_id", "seq_pos",
+                                 F.row_number().over(w.orderBy(F.col("seq_pos").desc())).alias("from_end"),
+                                 F.count("*").over(w).alias("n"))
+    if min_events(split):
+        ranked = ranked.where(F.col("n") >= min_events(split))
+    kept = ranked.where(F.col("from_end") > HELD_OUT[split])
+    users = ranked.select("user_id").distinct()
+    hist = kept.groupBy("user_id").agg(F.sort_array(F.collect_list(F.struct("seq_pos", "item_id"))).alias("ev"))
+    return users.join(hist, on="user_id", how="left").select(
+        "user_id", F.coalesce(F.col("ev.item_id"), F.array().cast("array<string>")).alias("history"))
+
+
+def heldout_targets(interactions, splits: tuple[str, ...] = ("test", "valid")):
+    """-> (user_id, split, target): each evaluation split's held-out item, for users who have one."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    w = Window.partitionBy("user_id")
+    ranked = interactions.select("user_id", "item_id", "seq_pos",
+                                 F.count("*").over(w).alias("n"),
+                                 F.row_number().over(w.orderBy(F.col("seq_pos").desc())).alias("from_end"))
+    parts = [ranked.where((F.col("from_end") == HELD_OUT[s]) & (F.col("n") >= min_events(s))).select(
+        "user_id", F.lit(s).alias("split"), F.col("item_id").alias("target")) for s in splits]
+    out = parts[0]
+    for p in parts[1:]:
+        out = out.unionByName(p)
+    return out
