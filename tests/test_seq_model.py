@@ -89,3 +89,28 @@ def test_torch_step_model_matches_full_forward():
         np.testing.assert_allclose(logits2[row], full[0, -1].detach().numpy(), atol=1e-5)
         if row == 0:
             np.testing.assert_allclose(logits[1], full[0, -2].detach().numpy(), atol=1e-5)
+
+
+@torch.no_grad()
+def test_shared_prefix_step_matches_kv_cached_forward():
+    """History KV once per user + per-beam suffix KV gives the logits of the plain cached forward."""
+    torch.manual_seed(1)
+    m = SeqModel(CFG).eval()
+    B, W, T = 2, 3, 6
+    hist = torch.randint(3, CFG.vocab_size, (B, T))
+    mask = torch.ones(B, T, dtype=torch.long)
+    mask[0, :2] = 0  # left padding
+    pos = (mask.cumsum(1) - 1).clamp(min=0)
+    _, pk, pv = m(hist, attention_mask=mask, position_ids=pos)
+    rows = torch.arange(B).repeat_interleave(W)
+    full_k, full_v, full_mask = pk[:, rows], pv[:, rows], mask[rows]
+    sk = sv = torch.zeros(CFG.n_layer, B * W, CFG.n_head, 0, CFG.head_dim)
+    next_pos = pos[rows, -1:] + 1
+    head = torch.arange(CFG.vocab_size)
+    for _ in range(3):
+        tok = torch.randint(3, CFG.vocab_size, (B * W, 1))
+        full_mask = torch.cat([full_mask, torch.ones(B * W, 1, dtype=torch.long)], 1)
+        want, full_k, full_v = m(tok, attention_mask=full_mask, position_ids=next_pos, past_k=full_k, past_v=full_v)
+        got, sk, sv = m.shared_prefix_step(tok, next_pos, mask, pk, pv, sk, sv, head)
+        assert torch.allclose(got, want[:, -1], atol=1e-5)
+        next_pos = next_pos + 1

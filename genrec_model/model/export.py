@@ -104,64 +104,19 @@ def export_onnx(
                            {"prefill": e1, "step": e2}, torch.__version__, extra)
 
 
-def _shared_step_module(model):
-    """Step over rows laid out as B users x W beams (row = user * W + beam), attending to the
-    user's history KV `prefix_k/v` (n_layer, B, H, T, hd) stored ONCE per user, plus the per-beam KV of
-    the tokens decoded so far `suffix_k/v` (n_layer, N, H, S, hd). Same math as SeqModel with a KV cache,
-    but a step reads/copies B*T + N*S cache entries instead of N*(T+S) (N = B*W, S <= L-1 << T)."""
-    import math
+class _SharedStep(nn.Module):
+    def __init__(self, model: SeqModel):
+        super().__init__()
+        self.model = model.eval()
 
-    import torch
-    import torch.nn as nn
-
-    class SharedPrefixStep(nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m.eval()
-
-        def forward(self, input_ids, position_ids, prefix_mask, prefix_k, prefix_v, suffix_k, suffix_v, head_ids):
-            m = self.m
-            n_head, hd = m.cfg.n_head, m.cfg.head_dim
-            B, T = prefix_mask.shape
-            N = input_ids.shape[0]
-            D = m.cfg.d_model
-            scale = 1.0 / math.sqrt(hd)
-            x = m.wte(input_ids) + m.wpe(position_ids)  # (N, 1, D)
-            neg = torch.finfo(x.dtype).min
-            bias_p = torch.where(prefix_mask.bool(), 0.0, neg).to(x.dtype)[:, None, None, :]  # (B, 1, 1, T)
-            ks, vs = [], []
-            for i, blk in enumerate(m.h):
-                q, k, v = blk.attn.c_attn(blk.ln_1(x)).split(D, dim=2)  # (N, 1, D) each
-                k = k.reshape(N, n_head, 1, hd)  # (N, H, 1, hd)
-                v = v.reshape(N, n_head, 1, hd)
-                sk = torch.cat([suffix_k[i], k], dim=2)  # (N, H, S+1, hd)
-                sv = torch.cat([suffix_v[i], v], dim=2)
-                ks.append(sk)
-                vs.append(sv)
-                qb = q.reshape(B, -1, n_head, hd).transpose(1, 2)  # (B, H, W, hd)
-                att_p = (qb @ prefix_k[i].transpose(-2, -1)) * scale + bias_p  # (B, H, W, T)
-                qn = q.reshape(N, n_head, 1, hd)  # (N, H, 1, hd)
-                att_s = (qn @ sk.transpose(-2, -1)) * scale  # (N, H, 1, S+1)
-                att_s = att_s.reshape(B, -1, n_head, sk.shape[2]).transpose(1, 2)  # (B, H, W, S+1)
-                att = torch.softmax(torch.cat([att_p, att_s], dim=-1), dim=-1)
-                y_p = att[..., :T] @ prefix_v[i]  # (B, H, W, hd)
-                p_s = att[..., T:].transpose(1, 2).reshape(N, n_head, 1, sk.shape[2])  # (N, H, 1, S+1)
-                y_s = (p_s @ sv).reshape(B, -1, n_head, hd).transpose(1, 2)  # (B, H, W, hd)
-                y = (y_p + y_s).transpose(1, 2).reshape(N, 1, D)
-                x = x + blk.attn.c_proj(y)
-                x = x + blk.mlp(blk.ln_2(x))
-            w = m.lm_head.weight.index_select(0, head_ids)  # (K, D): only the token ids beam search scores
-            logits = m.ln_f(x)[:, -1] @ w.t()  # (N, K)
-            return logits, torch.stack(ks), torch.stack(vs)
-
-    return SharedPrefixStep(model).eval()
+    def forward(self, input_ids, position_ids, prefix_mask, prefix_k, prefix_v, suffix_k, suffix_v, head_ids):
+        return self.model.shared_prefix_step(input_ids, position_ids, prefix_mask, prefix_k, prefix_v, suffix_k,
+                                             suffix_v, head_ids)
 
 
 def export_shared_step(model, out_dir: str | Path, opset: int = 18) -> Path:
-    """Write step_shared.onnx (see `_shared_step_module`) next to prefill.onnx; returns its path.
+    """Write step_shared.onnx (`SeqModel.shared_prefix_step`) next to prefill.onnx; returns its path.
     Sample shapes avoid 0/1 so the exporter keeps every axis dynamic."""
-    import torch
-
     c = model.cfg
     B, W, T, S = 2, 3, 5, 2
     N = B * W
@@ -186,7 +141,7 @@ def export_shared_step(model, out_dir: str | Path, opset: int = 18) -> Path:
     }
     path = Path(out_dir) / SHARED_STEP
     with torch.no_grad():
-        prog = torch.onnx.export(_shared_step_module(model), args, input_names=names,
+        prog = torch.onnx.export(_SharedStep(model), args, input_names=names,
                                  output_names=["logits", "suffix_k_out", "suffix_v_out"],
                                  dynamic_shapes=shapes, opset_version=opset, dynamo=True)
     prog.save(str(path))

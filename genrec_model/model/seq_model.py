@@ -54,6 +54,29 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).contiguous().view(B, T, D)
         return self.resid_dropout(self.c_proj(y)), k, v
 
+    def shared_prefix(self, x, bias_p, prefix_k, prefix_v, suffix_k, suffix_v):
+        """One decode step for N = B users x W beams rows (row = user * W + beam), eval only: x (N, 1, D)
+        attends to its user's history KV `prefix_k/v` (B, H, T, hd) (stored once per user, additive mask
+        `bias_p` (B, 1, 1, T)) and its own decoded tokens' KV `suffix_k/v` (N, H, S, hd). Same softmax as
+        `forward` over the concatenated keys; returns (out (N, 1, D), suffix_k/v with this token appended)."""
+        N, _, D = x.shape
+        B, T = prefix_k.shape[0], prefix_k.shape[2]
+        H, hd = self.n_head, self.head_dim
+        scale = 1.0 / math.sqrt(hd)
+        q, k, v = self.c_attn(x).split(D, dim=2)  # (N, 1, D) each
+        sk = torch.cat([suffix_k, k.reshape(N, H, 1, hd)], dim=2)  # (N, H, S+1, hd)
+        sv = torch.cat([suffix_v, v.reshape(N, H, 1, hd)], dim=2)
+        qb = q.reshape(B, -1, H, hd).transpose(1, 2)  # (B, H, W, hd)
+        att_p = (qb @ prefix_k.transpose(-2, -1)) * scale + bias_p  # (B, H, W, T)
+        att_s = (q.reshape(N, H, 1, hd) @ sk.transpose(-2, -1)) * scale  # (N, H, 1, S+1)
+        att_s = att_s.reshape(B, -1, H, sk.shape[2]).transpose(1, 2)  # (B, H, W, S+1)
+        att = torch.softmax(torch.cat([att_p, att_s], dim=-1), dim=-1)
+        y_p = att[..., :T] @ prefix_v  # (B, H, W, hd)
+        p_s = att[..., T:].transpose(1, 2).reshape(N, H, 1, sk.shape[2])  # (N, H, 1, S+1)
+        y_s = (p_s @ sv).reshape(B, -1, H, hd).transpose(1, 2)  # (B, H, W, hd)
+        y = (y_p + y_s).transpose(1, 2).reshape(N, 1, D)
+        return self.c_proj(y), sk, sv
+
 
 class MLP(nn.Module):
     def __init__(self, cfg: SeqModelConfig):
@@ -76,6 +99,12 @@ class Block(nn.Module):
 
     def forward(self, x, bias, past_k, past_v):
         a, k, v = self.attn(self.ln_1(x), bias, past_k, past_v)
+        x = x + a
+        x = x + self.mlp(self.ln_2(x))
+        return x, k, v
+
+    def shared_prefix(self, x, bias_p, prefix_k, prefix_v, suffix_k, suffix_v):
+        a, k, v = self.attn.shared_prefix(self.ln_1(x), bias_p, prefix_k, prefix_v, suffix_k, suffix_v)
         x = x + a
         x = x + self.mlp(self.ln_2(x))
         return x, k, v
@@ -141,6 +170,23 @@ class SeqModel(nn.Module):
         """Logits (B, T, V) and present_k/present_v (n_layer, B, H, P+T, hd)."""
         h, k, v = self.hidden(input_ids, attention_mask, position_ids, past_k, past_v)
         return self.lm_head(h), k, v
+
+    def shared_prefix_step(self, input_ids, position_ids, prefix_mask, prefix_k, prefix_v, suffix_k, suffix_v,
+                           head_ids):
+        """Decode step with the history KV stored once per user (the `step_shared.onnx` graph,
+        docs/CONTRACTS.md): input_ids/position_ids (N, 1), prefix_mask (B, T), prefix_k/v
+        (n_layer, B, H, T, hd), suffix_k/v (n_layer, N, H, S, hd), head_ids (K,) -> logits (N, K) for those
+        token ids only, and suffix_k/v (n_layer, N, H, S+1, hd). A step reads B*T + N*S cache entries
+        instead of N*(T+S) (N = B*W beams, S <= levels - 1 << T)."""
+        x = self.wte(input_ids) + self.wpe(position_ids)  # (N, 1, D)
+        bias_p = torch.where(prefix_mask.bool(), 0.0, torch.finfo(x.dtype).min).to(x.dtype)[:, None, None, :]
+        ks, vs = [], []
+        for i, block in enumerate(self.h):
+            x, k, v = block.shared_prefix(x, bias_p, prefix_k[i], prefix_v[i], suffix_k[i], suffix_v[i])
+            ks.append(k)
+            vs.append(v)
+        w = self.lm_head.weight.index_select(0, head_ids)  # (K, D): only the token ids beam search scores
+        return self.ln_f(x)[:, -1] @ w.t(), torch.stack(ks), torch.stack(vs)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
