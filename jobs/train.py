@@ -39,7 +39,7 @@ def run(ctx: JobContext) -> None:
     res = fitted.result
     manifest = {"codebook_version": items["codebook_version"].iloc[0], "level_sizes": level_sizes,
                 "words": fitted.words, "fit_config": to_dict(cfg), "config_hash": ctx.cfg.config_hash(),
-                "best_epoch": res.best_epoch, "valid": res.best_metrics, "train_minutes": res.minutes,
+                "best_epoch": res.best_epoch, "valid": res.best_metrics, "train_minutes": res.minutes, "precision": res.precision,
                 "stopped": res.stopped, "history": res.history, "dataset": ctx.cfg.data.dataset,
                 "run_id": ctx.run_id}
     save_model(ctx.cfg.artifact_path("models"), version, fitted.model, fitted.vocab,

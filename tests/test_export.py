@@ -37,7 +37,6 @@ def test_manifest_edited_or_missing(tmp_path):
         read_export(str(tmp_path / "nothing"))
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("prefer_dynamo", [True, False])
 def test_onnx_matches_torch_prefill_and_cached_steps(tmp_path, prefer_dynamo):
     pytest.importorskip("onnxruntime")

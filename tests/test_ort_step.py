@@ -17,7 +17,6 @@ from genrec_model.model.sid_vocab import SidVocab  # noqa: E402
 from genrec_model.model.torch_step import TorchStepModel  # noqa: E402
 
 VOCAB = SidVocab((4, 4, 3))  # tokens: specials 0-5, level 0: 6-9, level 1: 10-13, level 2: 14-16
-SLOW = pytest.mark.slow  # the ONNX export in the `models` fixture takes ~25 s
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +40,6 @@ def test_cpu_provider_without_gpu(monkeypatch):
         choose_providers(OrtConfig(use_gpu=True))
 
 
-@SLOW
 def test_prefill_step_reorder_parity(models):
     tm, om, _ = models
     batch = left_pad([np.array([1, 7, 11, 15]), np.array([1, 8]), np.array([1, 9, 12, 16, 7, 13])])
@@ -57,7 +55,6 @@ def test_prefill_step_reorder_parity(models):
     assert so.past_k.shape == (2, 5, 2, 8, 8)
 
 
-@SLOW
 def test_decode_same_items(models):
     tm, om, sm = models
     rng = np.random.default_rng(0)
@@ -73,7 +70,6 @@ def test_decode_same_items(models):
         np.testing.assert_allclose(so, st, atol=1e-4)
 
 
-@SLOW
 def test_shared_prefix_step_parity(models):
     tm, _, sm = models
     assert isinstance(sm, OrtSharedPrefixStepModel)

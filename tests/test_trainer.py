@@ -140,3 +140,15 @@ def teacher_forced_metrics(
     n = max(len(histories), 1)
     return {"val_nll": nll / n, "val_sid_acc": hit / n}
 
+
+
+def test_bf16_only_where_native():
+    import torch
+
+    from genrec_model.model.hardware import native_bf16, use_bf16
+
+    cpu = torch.device("cpu")
+    assert not native_bf16(cpu, flags={"avx2", "fma"})
+    assert native_bf16(cpu, flags={"avx2", "avx512_bf16"}) and native_bf16(cpu, flags={"amx_bf16"})
+    assert use_bf16(False, cpu, "t") is False
+    assert use_bf16(True, cpu, "t") == native_bf16(cpu)  # requested: bf16 exactly when the CPU has it

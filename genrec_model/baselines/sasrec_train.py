@@ -18,6 +18,7 @@ from genrec_model.baselines.config import SASRecConfig, SASRecTrainConfig
 from genrec_model.baselines.sasrec import SASRec
 from genrec_model.data.splits import Example
 from genrec_model.evaluation.metrics import recall_ndcg_at_k
+from genrec_model.model.hardware import use_bf16
 
 
 def make_windows(sequences: Sequence[np.ndarray], max_len: int) -> list[np.ndarray]:
@@ -141,6 +142,7 @@ def train_sasrec(
     torch.set_num_threads(train_cfg.threads)
     rng = np.random.default_rng(train_cfg.seed)
     model = SASRec(cfg)
+    bf16 = use_bf16(train_cfg.bf16, torch.device("cpu"), "sasrec")
     opt = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     windows = make_windows(train_sequences, cfg.max_len)
     win_lengths = np.array([len(w) for w in windows])
@@ -153,7 +155,7 @@ def train_sasrec(
         losses = []
         for idx in length_bucketed_batches(win_lengths, train_cfg.batch_size, train_cfg.bucket_batches, rng):
             batch, _ = pad_right([windows[i] for i in idx])
-            loss = sequence_loss(model, batch, train_cfg.bf16)
+            loss = sequence_loss(model, batch, bf16)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

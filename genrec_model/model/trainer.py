@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from genrec_model.model.config import TrainConfig
+from genrec_model.model.hardware import pick_device, use_bf16
 from genrec_model.model.seq_model import SeqModel
 from genrec_model.model.train_data import TokenSequences, collate
 
@@ -28,13 +29,8 @@ class TrainResult:
     best_epoch: int = -1
     history: list[dict] = field(default_factory=list)
     minutes: float = 0.0
+    precision: str = "fp32"  # what autocast really ran (bf16 only where native)
     stopped: str = ""
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
@@ -132,10 +128,11 @@ def train(
     torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)
     device = pick_device(cfg.device)
+    bf16 = use_bf16(cfg.bf16, device, "train")
     model.to(device)
     opt = make_optimizer(model, cfg)
     t0 = time.time()
-    result = TrainResult()
+    result = TrainResult(precision="bf16" if bf16 else "fp32")
     best_state, best_val, bad = None, None, 0
     data = epoch_data(0)
     steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
@@ -161,7 +158,7 @@ def train(
                                                                           [data.weights[i] for i in idx]))
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total, cfg)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 loss = sequence_loss(model, x, y, w, cfg.label_smoothing, groups)
             opt.zero_grad(set_to_none=True)
             loss.backward()
