@@ -167,7 +167,7 @@ def main() -> None:
             for r in rows], ignore_index=True)
         timing = {"threads": args.threads, "sasrec_train_s": round(train_s, 1), "epochs": len(history),
                   "best_epoch": best["epoch"], "full_ranking_s": round(rank_s, 2), "mostpop_s": round(pop_s, 2)}
-        path = write_report(args.out, metrics, extra_sections={
+        path = write_report(args.out, metrics, anchor_dataset="beauty", extra_sections={
             "Timing (this machine)": timing,
             "Catalog coverage of top-10 lists": pd.DataFrame(
                 [{"model": r["model"], "filter_seen": r["filter_seen"], "coverage@10": r["coverage@10"]} for r in rows]),

@@ -14,7 +14,7 @@ from jobs.common import JobContext, log_event, main_for
 def run(ctx: JobContext) -> None:
     from pyspark.sql import functions as F
 
-    from udfs.eval_fns import beyond_accuracy, category_level, ranking_metrics, target_ranks
+    from udfs.eval_fns import beyond_accuracy, category_level, ranking_metrics, target_ranks, within_list_length
     from udfs.split_fns import heldout_targets
 
     cfg = ctx.cfg.evaluate
@@ -27,8 +27,8 @@ def run(ctx: JobContext) -> None:
     catalog = ctx.read(CATALOG)
     level = category_level(catalog, ctx.cfg.data.category_level)
     ctx.counts["category_level"] = level
-    metrics = ranking_metrics(target_ranks(recs, targets), list(cfg.ks)).unionByName(
-        beyond_accuracy(recs, catalog, cfg.diversity_k, level))
+    metrics = within_list_length(recs, ranking_metrics(target_ranks(recs, targets), list(cfg.ks)).unionByName(
+        beyond_accuracy(recs, catalog, cfg.diversity_k, level)))
     out = metrics.select(F.lit(ctx.run_id).alias("run_id"), F.lit(ctx.cfg.data.dataset).alias("dataset"),
                          "model", "split", "metric", "k", "value",
                          F.lit(ctx.cfg.config_hash()).alias("config_hash"), F.lit(ctx.run_date).alias("run_date"))

@@ -44,7 +44,8 @@ def run(ctx: JobContext) -> None:
         "Decoding (latest recommend run)": {k: v for k, v in rec.items() if "users" in k or "seconds" in k},
     }
     path = write_report(ctx.cfg.artifact_path("reports", ctx.run_date), ranking, extra_sections=sections,
-                        title=f"genrec evaluation — {ctx.cfg.data.dataset} — {ctx.run_date}")
+                        title=f"genrec evaluation — {ctx.cfg.data.dataset} — {ctx.run_date}",
+                        anchor_dataset=ctx.cfg.data.dataset)
     ctx.counts["metric_rows"] = len(metrics)
     log_event("report", "written", path=str(path))
 

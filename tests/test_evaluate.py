@@ -24,7 +24,7 @@ VALID_LISTS = {"u1": ["b", "c", "d"], "u2": ["c", "d", "a"], "u4": ["b", "a", "d
 
 def test_evaluate_matches_reference(spark, tmp_path):
     cfg = load_config(None, ["data.dataset=mini", "data.path=/unused", f"lakehouse.root={tmp_path}",
-                             "run_date=2024-06-01", "evaluate.ks=[1, 2, 3]", "evaluate.diversity_k=3"])
+                             "run_date=2024-06-01", "evaluate.ks=[1, 2, 3, 5]", "evaluate.diversity_k=3"])
     ctx = make_context("evaluate", cfg, spark)
     now = dt.datetime(2024, 6, 1, tzinfo=dt.timezone.utc)
     inter = [(u, i, None, p, None) for u, items in HISTORIES.items() for p, i in enumerate(items)]
@@ -60,3 +60,4 @@ def test_evaluate_matches_reference(spark, tmp_path):
     lists = np.array([[index[i] if CATS[i] else -1 for i in lst] for lst in TEST_LISTS.values()])
     assert test[("intra_list_diversity", 3)] == pytest.approx(intra_list_diversity(lists, cat_index))
     assert set(got["run_date"]) == {"2024-06-01"}
+    assert not (got["k"] == 5).any()  # lists hold 3 items: nothing is reported past that

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from genrec_model.evaluation.report import PUBLISHED_BEAUTY_ANCHORS, metrics_frame, metrics_table, write_report
+from genrec_model.evaluation.report import PUBLISHED_ANCHORS, metrics_frame, metrics_table, write_report
 
 
 def _metrics() -> pd.DataFrame:
@@ -39,7 +39,7 @@ def test_metrics_table_rows_and_anchor_rows():
 
 
 def test_write_report_html_and_pngs(tmp_path):
-    path = write_report(tmp_path / "rep", _metrics(),
+    path = write_report(tmp_path / "rep", _metrics(), anchor_dataset="beauty",
                         extra_sections={"SID statistics": {"collision_rate": 0.031, "levels": 4},
                                         "Decode throughput": pd.DataFrame({"batch": [64], "users_per_s": [812.5]}),
                                         "Notes": "a <b>raw</b> note"})
@@ -47,7 +47,7 @@ def test_write_report_html_and_pngs(tmp_path):
     assert path.name == "report.html"
     assert "<td>SASRec-CE</td>" in text and "<td>MostPop</td>" in text
     assert "0.0812" in text and "0.0411" in text
-    for name in PUBLISHED_BEAUTY_ANCHORS:  # default anchors are shown, labelled as published
+    for name in PUBLISHED_ANCHORS["beauty"]:  # the dataset's published figures are shown, labelled as such
         assert f"<td>{name}</td>" in text
     assert "0.0648" in text and "0.0821" in text and "<td>published</td>" in text
     assert "<h2>SID statistics</h2>" in text and "<td>collision_rate</td>" in text and "812.5" in text
@@ -57,3 +57,8 @@ def test_write_report_html_and_pngs(tmp_path):
         with Image.open(tmp_path / "rep" / png) as im:
             assert im.format == "PNG" and im.size[0] > 100
             im.verify()
+
+
+def test_report_draws_no_published_figures_for_another_dataset(tmp_path):
+    text = write_report(tmp_path / "ml", _metrics(), anchor_dataset="ml-100k").read_text()
+    assert "<td>published</td>" not in text and "TIGER" not in text and "0.0648" not in text

@@ -37,6 +37,16 @@ def ranking_metrics(ranks, ks: list[int]):
     return _melt(wide, [c for c in wide.columns if "@" in c])
 
 
+def within_list_length(recs, metrics):
+    """Drop metrics@k past the longest list a (model, split) served: with 10-item lists R@20 = R@10
+    says nothing about the model."""
+    from pyspark.sql import functions as F
+
+    lengths = recs.groupBy("model", "split").agg(F.max(F.size("recs")).alias("_len"))
+    return (metrics.join(lengths, on=["model", "split"], how="left")
+            .where(F.col("k").isNull() | (F.col("k") <= F.col("_len"))).drop("_len"))
+
+
 def category_level(catalog, level: int | None, max_levels: int = 8) -> int:
     """The category-path level that is each item's category (diversity.pick_category_level), with the
     distinct values per level counted in Spark."""

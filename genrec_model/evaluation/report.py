@@ -18,13 +18,16 @@ import pandas as pd  # noqa: E402
 
 METRIC_COLUMNS = ("model", "split", "metric", "k", "value", "dataset")
 
-# Published figures (not measured here) on Amazon 2014 Beauty, leave-one-out, full ranking.
-# TIGER: Rajput et al. 2023; SASRec-CE: RecBole SASRec with cross-entropy loss;
-# LC-Rec: Zheng et al. 2024 (7B LLM). Keys: "<metric>@<k>".
-PUBLISHED_BEAUTY_ANCHORS: dict[str, dict[str, float]] = {
-    "TIGER (published)": {"recall@5": 0.0454, "ndcg@5": 0.0321, "recall@10": 0.0648, "ndcg@10": 0.0384},
-    "SASRec-CE (published, RecBole)": {"recall@10": 0.0821, "ndcg@10": 0.0405},
-    "LC-Rec (published)": {"recall@10": 0.0791, "ndcg@10": 0.0438},
+# Published figures (not measured here), per dataset (`data.dataset`): drawn only beside measurements of
+# that same dataset and split. Beauty: Amazon 2014 Beauty 5-core, leave-one-out, full ranking, unfiltered
+# lists. TIGER: Rajput et al. 2023; SASRec-CE: RecBole SASRec with cross-entropy loss; LC-Rec: Zheng et
+# al. 2024 (7B LLM). Keys: "<metric>@<k>".
+PUBLISHED_ANCHORS: dict[str, dict[str, dict[str, float]]] = {
+    "beauty": {
+        "TIGER (published)": {"recall@5": 0.0454, "ndcg@5": 0.0321, "recall@10": 0.0648, "ndcg@10": 0.0384},
+        "SASRec-CE (published, RecBole)": {"recall@10": 0.0821, "ndcg@10": 0.0405},
+        "LC-Rec (published)": {"recall@10": 0.0791, "ndcg@10": 0.0438},
+    },
 }
 
 
@@ -124,18 +127,17 @@ def write_report(
     extra_sections: Mapping[str, object] | None = None,
     title: str = "genrec evaluation",
     bar_k: int = 10,
-    anchor_dataset: str = "amazon2014-beauty",
+    anchor_dataset: str = "",
 ) -> Path:
     """Write report.html, metrics_bar.png and metrics_by_k.png into out_dir; return the HTML path.
 
-    anchors: {"name": {"recall@10": v, ...}} published figures shown beside measured rows
-    (defaults to PUBLISHED_BEAUTY_ANCHORS; pass {} for none). extra_sections: title ->
-    DataFrame, dict, list of dicts or text, rendered in order after the metrics.
-    anchor_dataset labels the published rows (the default anchors are Beauty figures).
+    anchors: {"name": {"recall@10": v, ...}} published figures shown beside measured rows (default: those
+    of `anchor_dataset` in PUBLISHED_ANCHORS, none for a dataset without published figures on our split).
+    extra_sections: title -> DataFrame, dict, list of dicts or text, rendered in order after the metrics.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    anchors = PUBLISHED_BEAUTY_ANCHORS if anchors is None else anchors
+    anchors = PUBLISHED_ANCHORS.get(anchor_dataset, {}) if anchors is None else anchors
     table = metrics_table(metrics, anchors, anchor_dataset)
     bar_png, by_k_png = out / "metrics_bar.png", out / "metrics_by_k.png"
     _png_bar(metrics, anchors, bar_k, bar_png)
