@@ -27,3 +27,27 @@ def test_leave_one_out_split():
     assert test.history.tolist() == [12, 13] and test.target == 14
     train, valid, test = split_sequence(np.array([1, 2]), max_len=20)
     assert valid is None and test.target == 2 and test.history.tolist() == [1]
+
+
+def test_cold_item_mask_is_seeded_stable_and_about_the_share():
+    from genrec_model.data.splits import cold_item_mask
+
+    ids = [f"item{i}" for i in range(20000)]
+    m = cold_item_mask(ids, 0.05, seed=7)
+    assert 0.045 < m.mean() < 0.055
+    assert (cold_item_mask(ids[::-1], 0.05, seed=7)[::-1] == m).all()  # independent of catalog order
+    assert (cold_item_mask(ids[:100], 0.05, seed=7) == m[:100]).all()  # ... and of the catalog's size
+    assert (cold_item_mask(ids, 0.05, seed=8) != m).any()
+    assert not cold_item_mask(ids, 0.0, seed=7).any()
+
+
+@pytest.mark.spark
+def test_cold_item_spark_twin_matches_numpy(spark):
+    from genrec_model.data.splits import cold_item_mask
+    from udfs.split_fns import cold_item_col
+
+    ids = [f"i{i}" for i in range(3000)] + ["ü-ß", "12345"]
+    df = spark.createDataFrame([(i,) for i in ids], "item_id string")
+    got = {r["item_id"]: r["cold"] for r in df.select("item_id", cold_item_col(df["item_id"], 0.1, 3).alias("cold")).collect()}
+    want = dict(zip(ids, cold_item_mask(ids, 0.1, 3)))
+    assert got == want and sum(want.values()) > 200

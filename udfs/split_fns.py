@@ -45,3 +45,19 @@ def heldout_targets(interactions, splits: tuple[str, ...] = ("test", "valid")):
     for p in parts[1:]:
         out = out.unionByName(p)
     return out
+
+
+def cold_item_col(item_col, share: float, seed: int):
+    """Spark twin of genrec_model.data.splits.cold_item_mask: a boolean Column, True for withheld items."""
+    from pyspark.sql import functions as F
+
+    if share <= 0:
+        return F.lit(False)
+    digest = F.sha2(F.concat(F.lit(f"{seed}:"), item_col.cast("string")), 256)
+    draw = F.conv(F.substring(digest, 1, 8), 16, 10).cast("double") / float(2 ** 32)
+    return draw < F.lit(float(share))
+
+
+def without_cold_items(interactions, share: float, seed: int):
+    """Interactions minus every event with a withheld (cold) item."""
+    return interactions if share <= 0 else interactions.where(~cold_item_col(interactions["item_id"], share, seed))

@@ -25,3 +25,14 @@ class DataConfig:
     # Which entry of an item's category path is "its category" (diversity metrics, category prior).
     # None: the first level with more than one distinct value (Amazon paths all start with the store).
     category_level: int | None = None
+    # Cold-start evaluation (TIGER's protocol): this seeded share of the catalog is treated as items that
+    # arrived overnight. Every interaction with them is withheld from what learns from interactions
+    # (collaborative SID signal, training, baselines); their text stays in the catalog, so they get
+    # embeddings and SIDs like any new item. evaluate reports the `cold` segment (test users whose
+    # held-out item is one of them). 0 = off (production).
+    cold_item_share: float = 0.0
+    cold_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.cold_item_share < 1.0:
+            raise ValueError(f"data.cold_item_share must be in [0, 1), got {self.cold_item_share}")

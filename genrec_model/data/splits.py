@@ -6,6 +6,7 @@ prefix i1..i(n-2). Histories are truncated to the most recent `max_len` items.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,17 @@ HELD_OUT = {"serve": 0, "test": 1, "valid": 2}
 def min_events(split: str) -> int:
     """Events a user needs to have a target in `split` (its held-out events plus one of history)."""
     return HELD_OUT[split] + 1 if HELD_OUT[split] else 0
+
+
+def cold_item_mask(item_ids, share: float, seed: int) -> np.ndarray:
+    """(N,) bool: which items are withheld as new (`data.cold_item_share`). An item's draw depends only on
+    (seed, item_id) — never on the catalog or its order — so every stage and run agrees. The twin Spark
+    expression is udfs/split_fns.cold_item_col; both take the first 8 hex digits of
+    sha256("<seed>:<item_id>") as a uniform draw in [0, 1)."""
+    if share <= 0:
+        return np.zeros(len(item_ids), dtype=bool)
+    draws = [int(hashlib.sha256(f"{seed}:{i}".encode()).hexdigest()[:8], 16) / 2 ** 32 for i in item_ids]
+    return np.asarray(draws, dtype=np.float64) < share
 
 
 @dataclass(frozen=True)
