@@ -75,6 +75,12 @@ class GenrecConfig:
             raise ValueError("start_date and end_date go together (a backfill range)")
         if self.start_date and self.start_date > self.end_date:
             raise ValueError(f"start_date {self.start_date} is after end_date {self.end_date}")
+        derived = {"train.model.vocab_size": (self.train.model.vocab_size, "the SID vocabulary (train job)"),
+                   "baselines.sasrec.n_items": (self.baselines.sasrec.n_items, "the catalog (baselines job)"),
+                   "sids.rqvae.input_dim": (self.sids.rqvae.input_dim, "the item embeddings (sids job)")}
+        for key, (value, source) in derived.items():
+            if value:
+                raise ValueError(f"{key}={value}: derived from {source}; leave it 0 (unset) in configs")
 
     def run_dates(self) -> list[str]:
         """The dates a date-partitioned job writes: the backfill range, else run_date, else today."""

@@ -35,14 +35,14 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         options = get_args(tp)
         if value is None and type(None) in options:
             return None
-        errors = []
-        for opt in options:
-            if opt is type(None):
-                continue
+        present = [opt for opt in options if opt is not type(None)]
+        if len(present) == 1:  # `X | None`: X's own error names the exact key (e.g. a list element)
+            return _coerce(value, present[0], key)
+        for opt in present:
             try:
                 return _coerce(value, opt, key)
-            except ConfigError as e:
-                errors.append(str(e))
+            except ConfigError:
+                pass
         raise ConfigError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
     if origin is Literal:
         if value not in get_args(tp):
