@@ -1,4 +1,4 @@
-"""Config of the reference models (SASRec-CE, most popular)."""
+"""Config of the reference models (SASRec-CE, most popular, content-knn)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -42,8 +42,26 @@ class SASRecTrainConfig:
 
 
 @dataclass(frozen=True)
+class ContentKNNConfig:
+    """content-knn (baselines/content_knn.py): a candidate's score is the recency-weighted mean cosine
+    similarity of its text embedding to the user's last `n_recent` items, weights decay**j (j = 0 newest)."""
+    n_recent: int = 10
+    decay: float = 0.8
+
+    def __post_init__(self) -> None:
+        if self.n_recent < 1:
+            raise ValueError(f"baselines.content_knn.n_recent must be >= 1, got {self.n_recent}")
+        if not 0.0 < self.decay <= 1.0:
+            raise ValueError(f"baselines.content_knn.decay must be in (0, 1], got {self.decay}")
+
+
+@dataclass(frozen=True)
 class BaselinesConfig:
-    """Reference models evaluated on the same splits by the same `evaluate` code."""
-    models: list[Literal["popularity", "sasrec"]] = field(default_factory=lambda: ["popularity", "sasrec"])
+    """Reference models evaluated on the same splits by the same `evaluate` code. With
+    data.cold_item_share > 0, popularity and SASRec never see an interaction with a withheld item;
+    content_knn reads only item text embeddings (the embed stage's `item_embeddings`)."""
+    models: list[Literal["popularity", "sasrec", "content_knn"]] = field(
+        default_factory=lambda: ["popularity", "sasrec"])
     sasrec: SASRecConfig = field(default_factory=SASRecConfig)
     sasrec_train: SASRecTrainConfig = field(default_factory=SASRecTrainConfig)
+    content_knn: ContentKNNConfig = field(default_factory=ContentKNNConfig)

@@ -3,6 +3,11 @@
 Training sequences are cut into windows of at most max_len + 1 items; every
 position predicts the next item with a softmax over the whole catalog. Early
 stopping watches Recall@K on the leave-one-out validation examples.
+
+This is RecBole's SASRec training (loss_type=CE, MAX_ITEM_LIST_LENGTH=50 = SASRecConfig.max_len): RecBole
+feeds every prefix of a training sequence as one example with the full-softmax CE at its last position;
+the loss at every position of a window gives each of those targets exactly once per epoch, with the same
+context except in sequences longer than max_len + 1 (a later window's first targets see fewer items).
 """
 from __future__ import annotations
 
@@ -136,7 +141,8 @@ def train_sasrec(
 ) -> tuple[SASRec, list[dict]]:
     """Train with AdamW and early stopping on validation Recall@eval_k; returns the best model.
 
-    history: one dict per evaluated epoch (epoch, loss, recall@k, ndcg@k, seconds).
+    history: one dict per evaluated epoch (epoch, loss, recall@k, ndcg@k, seconds: wall since the start,
+    cpu_seconds: process CPU since the start, validation included).
     """
     torch.manual_seed(train_cfg.seed)
     torch.set_num_threads(train_cfg.threads)
@@ -164,7 +170,8 @@ def train_sasrec(
         if epoch % train_cfg.eval_every and not out_of_time and epoch != train_cfg.max_epochs:
             continue
         m = evaluate_examples(model, valid, ks=(train_cfg.eval_k,), batch_size=train_cfg.eval_batch_size)
-        row = {"epoch": epoch, "loss": float(np.mean(losses)), **m, "seconds": time.perf_counter() - t0}
+        row = {"epoch": epoch, "loss": float(np.mean(losses)), **m, "seconds": time.perf_counter() - t0,
+               "cpu_seconds": time.process_time() - cpu0}
         history.append(row)
         if log is not None:
             log(row)
