@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -48,7 +50,7 @@ def test_causal_path_equals_masked_path():
 
 def test_tied_head():
     m = _model()
-    assert m.lm_head.weight.data_ptr() == m.wte.weight.data_ptr()
+    assert m.output_table().data_ptr() == m.wte.weight.data_ptr()
 
 
 def test_hf_gpt2_same_logits():
@@ -114,3 +116,36 @@ def test_shared_prefix_step_matches_kv_cached_forward():
         got, sk, sv = m.shared_prefix_step(tok, next_pos, mask, pk, pv, sk, sv, head)
         assert torch.allclose(got, want[:, -1], atol=1e-5)
         next_pos = next_pos + 1
+
+
+@torch.no_grad()
+def test_content_model_scores_new_items_and_materializes_exactly():
+    from genrec_model.model.item_content import item_level, materialize, set_catalog
+    from genrec_model.model.sid_vocab import SidVocab
+
+    vocab = SidVocab((4, 6))  # level 0: 4 codes, level 1: item tokens 0..5
+    lo, hi = item_level(vocab)
+    cfg = SeqModelConfig(vocab_size=vocab.vocab_size, n_layer=1, n_head=2, d_model=16, d_ff=32, dropout=0.0,
+                         item_content_dim=5, item_tokens=(lo, hi))
+    torch.manual_seed(0)
+    m = SeqModel(cfg).eval()
+    assert m.wte.weight.shape[0] == vocab.vocab_size - (hi - lo)  # no per-item parameters
+    rng = np.random.default_rng(0)
+    codes = np.array([[0, 0], [1, 1], [1, 2], [3, 4]])  # item tokens 0, 1, 2, 4 (3 and 5 name no item)
+    content = rng.normal(size=(4, 5)).astype(np.float32)
+    set_catalog(m, vocab, codes, content)
+    x = torch.tensor([[1, vocab.level_range(0)[0] + 1, lo + 1]])
+    logits, _, _ = m(x)
+    assert (logits[0, -1, lo + 3] < -1e8) and (logits[0, -1, lo + 5] < -1e8)  # no item, no probability
+    # tonight's catalog has a new item (token 6): a bigger item level, scored from its content alone
+    tonight = SidVocab((4, 7))
+    codes2 = np.vstack([codes, [[2, 6]]])
+    content2 = np.vstack([content, rng.normal(size=(1, 5)).astype(np.float32)])
+    plain = materialize(m, tonight, codes2, content2)
+    set_catalog(m2 := SeqModel(replace(cfg, vocab_size=tonight.vocab_size, item_tokens=item_level(tonight))).eval(),
+                tonight, codes2, content2)
+    m2.load_state_dict(m.state_dict())
+    want, _, _ = m2(x)
+    got, _, _ = plain(x)
+    assert torch.allclose(got, want, atol=1e-5)
+    assert got[0, -1, item_level(tonight)[0] + 6] > -1e8  # the new item is a candidate

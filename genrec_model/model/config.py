@@ -5,6 +5,7 @@ Plain dataclasses (no torch), composed into `genrec_model.config.GenrecConfig` u
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,13 @@ class SeqModelConfig:
     max_positions: int = 128
     tie_weights: bool = True
     layer_norm_eps: float = 1e-5
+    # > 0: the item level's token embeddings (input and output, tied) are computed from each item's
+    # content vector of this width (its text embedding) by a small encoder, not looked up per item, so an
+    # item never seen in training is scored like any other and parameters do not grow with the catalog.
+    # fit_generator sets it (train.item_representation=content) and `item_tokens`, the [start, end) ids.
+    item_content_dim: int = 0
+    item_tokens: tuple[int, int] = (0, 0)
+    logit_bias: bool = False  # a constant (V,) output bias (a content model materialized for export)
 
     @property
     def head_dim(self) -> int:
@@ -71,6 +79,9 @@ class FitConfig:
     model: SeqModelConfig = field(default_factory=SeqModelConfig)
     data: SeqDataConfig = field(default_factory=SeqDataConfig)
     trainer: TrainConfig = field(default_factory=TrainConfig)
+    # free: one learned embedding per item token (an item never seen in training is never generated);
+    # content: item tokens embedded from the item's text embedding (SeqModelConfig.item_content_dim)
+    item_representation: Literal["free", "content"] = "free"
     valid_users: int = 1000           # validation users sampled for Recall@10 each epoch
     valid_beam: int = 20
     valid_seed: int = 123

@@ -27,7 +27,7 @@ class _Prefill(nn.Module):
 
     def forward(self, input_ids, attention_mask, position_ids):
         h, k, v = self.model.hidden(input_ids, attention_mask=attention_mask, position_ids=position_ids)
-        return self.model.lm_head(h[:, -1]), k, v  # left padding: the last column is every row's last token
+        return self.model.logits(h[:, -1]), k, v  # left padding: the last column is every row's last token
 
 
 class _Step(nn.Module):

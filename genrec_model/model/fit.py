@@ -13,6 +13,7 @@ from genrec_model.decode.config import BeamSearchConfig
 from genrec_model.decode.trie import SidTrie, build_trie
 from genrec_model.evaluation.metrics import recall_ndcg_at_k
 from genrec_model.model.config import FitConfig, SeqDataConfig
+from genrec_model.model.item_content import item_level, set_catalog
 from genrec_model.model.seq_model import SeqModel
 from genrec_model.model.sid_vocab import SidVocab, history_tokens
 from genrec_model.model.torch_step import TorchStepModel
@@ -44,10 +45,15 @@ def rank_histories(model, vocab: SidVocab, trie: SidTrie, item_tokens: np.ndarra
 
 
 def fit_generator(sequences: list[np.ndarray], codes: np.ndarray, level_sizes: list[int], titles: list[str],
-                  cfg: FitConfig, out_dir: str | None = None) -> Fitted:
-    """Train on leave-one-out training prefixes of `sequences` (item indices, oldest first)."""
-    if cfg.model.vocab_size:
-        raise ValueError("train.model.vocab_size is derived from the SIDs; leave it unset")
+                  cfg: FitConfig, out_dir: str | None = None, item_content: np.ndarray | None = None) -> Fitted:
+    """Train on leave-one-out training prefixes of `sequences` (item indices, oldest first).
+    item_content (N, D): each item's content vector (text embedding), needed when
+    cfg.item_representation is "content"."""
+    if cfg.model.vocab_size or cfg.model.item_content_dim:
+        raise ValueError("train.model.vocab_size / item_content_dim are derived from the data; leave them unset")
+    content = cfg.item_representation == "content"
+    if content and (item_content is None or len(item_content) != len(codes)):
+        raise ValueError("item_representation=content needs one content vector per item")
     vocab, words = make_vocab(level_sizes, titles, cfg.data)
     item_tokens = vocab.codes_to_tokens(codes)  # (N, L)
     trie = build_trie(codes, level_sizes)
@@ -74,6 +80,11 @@ def fit_generator(sequences: list[np.ndarray], codes: np.ndarray, level_sizes: l
 
     max_positions = 1 + (cfg.data.max_history + 1) * vocab.n_levels + cfg.data.max_words + 2
     torch.manual_seed(cfg.trainer.seed)
-    model = SeqModel(replace(cfg.model, vocab_size=vocab.vocab_size, max_positions=max_positions))
+    model_cfg = replace(cfg.model, vocab_size=vocab.vocab_size, max_positions=max_positions)
+    if content:
+        model_cfg = replace(model_cfg, item_content_dim=int(item_content.shape[1]), item_tokens=item_level(vocab))
+    model = SeqModel(model_cfg)
+    if content:
+        set_catalog(model, vocab, codes, np.asarray(item_content, dtype=np.float32))
     result = train(model, epoch_data, validate, cfg.trainer, out_dir=out_dir, softmax_groups=vocab.softmax_groups())
     return Fitted(model.eval(), vocab, words, result)

@@ -40,7 +40,7 @@ def to_hf_gpt2(model: SeqModel):
         "transformer.wpe.weight": model.wpe.weight,
         "transformer.ln_f.weight": model.ln_f.weight,
         "transformer.ln_f.bias": model.ln_f.bias,
-        "lm_head.weight": model.lm_head.weight,
+        "lm_head.weight": model.output_table(),
     }
     for i, b in enumerate(model.h):
         p = f"transformer.h.{i}."

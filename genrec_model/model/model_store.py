@@ -39,8 +39,12 @@ def save_model(root: str, version: str, model: SeqModel, vocab: SidVocab, item_i
 def load_model(root: str, version: str = "") -> ModelBundle:
     art = read_model(root, version)
     ckpt = torch.load(os.path.join(art.path, CHECKPOINT), map_location="cpu", weights_only=True)
-    model = SeqModel(SeqModelConfig(**ckpt["model_config"]))
-    model.load_state_dict(ckpt["state_dict"])
+    cfg = ckpt["model_config"]
+    model = SeqModel(SeqModelConfig(**{**cfg, "item_tokens": tuple(cfg.get("item_tokens", (0, 0)))}))
+    state = ckpt["state_dict"]
+    if model.lm_head is None:  # checkpoints before the token-table refactor stored the tied head twice
+        state = {k: v for k, v in state.items() if k != "lm_head.weight"}
+    model.load_state_dict(state)
     vocab = art.vocab
     if vocab.vocab_size != model.cfg.vocab_size:
         raise ValueError(f"model {art.version}: vocab size {vocab.vocab_size} != checkpoint {model.cfg.vocab_size}")

@@ -18,6 +18,11 @@ import torch.nn.functional as F
 from genrec_model.model.config import SeqModelConfig
 
 
+# Logit of an item token that names no item (finite, so differences stay defined in parity checks;
+# exp() of it is exactly 0 in float32).
+NO_ITEM_LOGIT = -1e9
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: SeqModelConfig):
         super().__init__()
@@ -111,21 +116,87 @@ class Block(nn.Module):
 
 
 class SeqModel(nn.Module):
+    """Token table layout: `wte` holds every token's embedding, except that a content model
+    (`cfg.item_content_dim > 0`) computes the item level's rows [lo, hi) from `item_content` with
+    `item_encoder` and keeps only the other rows in `wte`. `token_table()` is the full (V, D) table,
+    used for the inputs and (tied) for the output logits."""
+
     def __init__(self, cfg: SeqModelConfig):
         super().__init__()
+        if cfg.vocab_size <= 0:
+            raise ValueError("SeqModelConfig.vocab_size must be set (fit_generator derives it from the SIDs)")
         self.cfg = cfg
-        self.wte = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        lo, hi = cfg.item_tokens
+        n_items = hi - lo if cfg.item_content_dim else 0
+        if cfg.item_content_dim and not (cfg.tie_weights and 0 < lo < hi <= cfg.vocab_size):
+            raise ValueError(f"content item embeddings need tied weights and an item token range, got {cfg}")
+        self.wte = nn.Embedding(cfg.vocab_size - n_items, cfg.d_model)
         self.wpe = nn.Embedding(cfg.max_positions, cfg.d_model)
         self.drop = nn.Dropout(cfg.dropout)
         self.h = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
         self.ln_f = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
-        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
-        if cfg.tie_weights:
-            self.lm_head.weight = self.wte.weight
+        self.lm_head = None
+        if cfg.item_content_dim:
+            self.item_encoder = nn.Sequential(nn.Linear(cfg.item_content_dim, cfg.d_model), nn.GELU(approximate="tanh"),
+                                              nn.Linear(cfg.d_model, cfg.d_model))
+            # content per item token and -inf logit bias for tokens that name no item: data, not weights
+            self.register_buffer("item_content", torch.zeros(n_items, cfg.item_content_dim), persistent=False)
+            self.register_buffer("item_bias", torch.zeros(n_items), persistent=False)
+        elif not cfg.tie_weights:
+            self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        if cfg.logit_bias:
+            self.register_buffer("logit_bias", torch.zeros(cfg.vocab_size))
+        self._table_cache: torch.Tensor | None = None
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # GPT-2 scaled init of residual projections
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    def set_items(self, content: torch.Tensor, valid: torch.Tensor) -> None:
+        """Content vectors (n_item_tokens, item_content_dim) of the item tokens and which tokens name an
+        item (bool); the others can never be a target or an output."""
+        self.item_content = content.to(self.item_content)
+        self.item_bias = torch.where(valid.to(torch.bool), 0.0, NO_ITEM_LOGIT).to(self.item_bias)
+        self._table_cache = None
+
+    def train(self, mode: bool = True):
+        self._table_cache = None
+        return super().train(mode)
+
+    def load_state_dict(self, *args, **kwargs):
+        self._table_cache = None
+        return super().load_state_dict(*args, **kwargs)
+
+    def token_table(self) -> torch.Tensor:
+        """(V, D) embedding of every token (input side; also the output side when weights are tied)."""
+        if not self.cfg.item_content_dim:
+            return self.wte.weight
+        if self._table_cache is not None and not torch.is_grad_enabled():
+            return self._table_cache
+        lo = self.cfg.item_tokens[0]
+        w = self.wte.weight
+        table = torch.cat([w[:lo], self.item_encoder(self.item_content), w[lo:]], 0)
+        if not torch.is_grad_enabled() and not self.training:
+            self._table_cache = table
+        return table
+
+    def output_table(self) -> torch.Tensor:
+        return self.token_table() if self.lm_head is None else self.lm_head.weight
+
+    def output_bias(self) -> torch.Tensor | None:
+        """(V,) additive logit bias (NO_ITEM_LOGIT for item tokens that name no item), or None."""
+        if self.cfg.logit_bias:
+            return self.logit_bias
+        if not self.cfg.item_content_dim:
+            return None
+        lo, hi = self.cfg.item_tokens
+        bias = torch.zeros(self.cfg.vocab_size, dtype=self.item_bias.dtype, device=self.item_bias.device)
+        return torch.cat([bias[:lo], self.item_bias, bias[hi:]])
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        out = h @ self.output_table().T
+        bias = self.output_bias()
+        return out if bias is None else out + bias
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
@@ -143,13 +214,15 @@ class SeqModel(nn.Module):
         position_ids: torch.Tensor | None = None,  # (B, T)
         past_k: torch.Tensor | None = None,  # (n_layer, B, H, P, hd)
         past_v: torch.Tensor | None = None,
+        table: torch.Tensor | None = None,  # token_table(), when the caller already computed it
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Final hidden states (B, T, D) and present_k/present_v (n_layer, B, H, P+T, hd)."""
         B, T = input_ids.shape
         P = 0 if past_k is None else past_k.shape[3]
         if position_ids is None:
             position_ids = torch.arange(P, P + T, device=input_ids.device).unsqueeze(0).expand(B, T)
-        x = self.drop(self.wte(input_ids) + self.wpe(position_ids))  # (B, T, D)
+        table = self.token_table() if table is None else table
+        x = self.drop(F.embedding(input_ids, table) + self.wpe(position_ids))  # (B, T, D)
         bias = None
         if attention_mask is not None or past_k is not None:
             if attention_mask is None:
@@ -169,7 +242,7 @@ class SeqModel(nn.Module):
     def forward(self, input_ids, attention_mask=None, position_ids=None, past_k=None, past_v=None):
         """Logits (B, T, V) and present_k/present_v (n_layer, B, H, P+T, hd)."""
         h, k, v = self.hidden(input_ids, attention_mask, position_ids, past_k, past_v)
-        return self.lm_head(h), k, v
+        return self.logits(h), k, v
 
     def shared_prefix_step(self, input_ids, position_ids, prefix_mask, prefix_k, prefix_v, suffix_k, suffix_v,
                            head_ids):
@@ -178,15 +251,19 @@ class SeqModel(nn.Module):
         (n_layer, B, H, T, hd), suffix_k/v (n_layer, N, H, S, hd), head_ids (K,) -> logits (N, K) for those
         token ids only, and suffix_k/v (n_layer, N, H, S+1, hd). A step reads B*T + N*S cache entries
         instead of N*(T+S) (N = B*W beams, S <= levels - 1 << T)."""
-        x = self.wte(input_ids) + self.wpe(position_ids)  # (N, 1, D)
+        x = F.embedding(input_ids, self.token_table()) + self.wpe(position_ids)  # (N, 1, D)
         bias_p = torch.where(prefix_mask.bool(), 0.0, torch.finfo(x.dtype).min).to(x.dtype)[:, None, None, :]
         ks, vs = [], []
         for i, block in enumerate(self.h):
             x, k, v = block.shared_prefix(x, bias_p, prefix_k[i], prefix_v[i], suffix_k[i], suffix_v[i])
             ks.append(k)
             vs.append(v)
-        w = self.lm_head.weight.index_select(0, head_ids)  # (K, D): only the token ids beam search scores
-        return self.ln_f(x)[:, -1] @ w.t(), torch.stack(ks), torch.stack(vs)
+        w = self.output_table().index_select(0, head_ids)  # (K, D): only the token ids beam search scores
+        logits = self.ln_f(x)[:, -1] @ w.t()
+        bias = self.output_bias()
+        if bias is not None:
+            logits = logits + bias.index_select(0, head_ids)
+        return logits, torch.stack(ks), torch.stack(vs)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

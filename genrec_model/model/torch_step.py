@@ -34,7 +34,7 @@ class TorchStepModel:
     def prefill(self, input_ids: np.ndarray, attention_mask: np.ndarray, position_ids: np.ndarray):
         ids, mask, pos = self._t(input_ids), self._t(attention_mask), self._t(position_ids)
         h, k, v = self.model.hidden(ids, attention_mask=mask, position_ids=pos)
-        logits = self.model.lm_head(h[:, -1])  # (B, V): left padding puts every row's last token last
+        logits = self.model.logits(h[:, -1])  # (B, V): left padding puts every row's last token last
         return logits.float().cpu().numpy(), StepState(k, v, mask, pos[:, -1] + 1)
 
     @torch.no_grad()

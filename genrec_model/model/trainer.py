@@ -80,19 +80,23 @@ def sequence_loss(
     scored by a softmax over its own group only (its SID level, or the word range), which is what the
     level-normalized beam search uses and makes the head far cheaper than a full-vocabulary softmax.
     """
-    h, _, _ = model.hidden(x)  # (B, T, D), plain causal attention (right padding never seen)
+    table = model.token_table()  # once per step: a content model computes its item rows here
+    h, _, _ = model.hidden(x, table=table)  # (B, T, D), plain causal attention (right padding never seen)
     sel = w > 0
     hs, ys, ws = h[sel], y[sel], w[sel]  # (M, D), (M,), (M,)
     if groups is None:
-        ce = F.cross_entropy(model.lm_head(hs), ys, reduction="none", label_smoothing=label_smoothing)
+        ce = F.cross_entropy(model.logits(hs), ys, reduction="none", label_smoothing=label_smoothing)
         return (ce * ws).sum() / ws.sum()
     gid = torch.bucketize(ys, groups, right=True) - 1
     total = hs.new_zeros(())
-    weight = model.lm_head.weight  # (V, D)
+    weight = table if model.lm_head is None else model.lm_head.weight  # (V, D)
+    bias = model.output_bias()  # (V,) or None
     for g in torch.unique(gid).tolist():
         rows = gid == g
         lo, hi = int(groups[g]), int(groups[g + 1])
         logits = hs[rows] @ weight[lo:hi].T  # (M_g, hi - lo)
+        if bias is not None:
+            logits = logits + bias[lo:hi]
         ce = F.cross_entropy(logits, ys[rows] - lo, reduction="none", label_smoothing=label_smoothing)
         total = total + (ce * ws[rows]).sum()
     return total / ws.sum()
