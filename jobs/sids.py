@@ -123,11 +123,16 @@ def run(ctx: JobContext) -> None:
 
 
 def _train_collab(ctx: JobContext, cfg) -> dict[str, np.ndarray]:
-    """Co-occurrence counted in Spark; only the aggregated sparse counts reach the driver."""
+    """Co-occurrence counted in Spark; only the aggregated sparse counts reach the driver. Under the
+    cold-start protocol (data.cold_item_share) a withheld item's interactions are dropped first: it gets no
+    collaborative vector (zeros, like any item arriving overnight), and its events link no other items.
+    seq_pos is kept, so the holdout of each user's last events still never reaches an evaluation target."""
     from genrec_model.catalog.collab import ppmi_svd_embeddings
     from udfs.sids_fns import cooccurrence_counts_df
+    from udfs.split_fns import without_cold_items
 
-    counts = cooccurrence_counts_df(ctx.read(INTERACTIONS), cfg.collab.window, cfg.collab.holdout_last).toPandas()
+    warm = without_cold_items(ctx.read(INTERACTIONS), ctx.cfg.data.cold_item_share, ctx.cfg.data.cold_seed)
+    counts = cooccurrence_counts_df(warm, cfg.collab.window, cfg.collab.holdout_last).toPandas()
     items = sorted(set(counts["item_a"]) | set(counts["item_b"]))
     index = {item: i for i, item in enumerate(items)}
     vectors = ppmi_svd_embeddings(counts["item_a"].map(index).to_numpy(), counts["item_b"].map(index).to_numpy(),

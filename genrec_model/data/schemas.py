@@ -132,6 +132,10 @@ METRICS = TableSpec(
         _f("dataset", pa.string(), False),
         _f("model", pa.string(), False),
         _f("split", pa.string(), False),
+        # all | warm | cold (cold-start protocol, data.cold_item_share > 0: cold = users whose held-out item
+        # is a withheld item); only `all` when no item is withheld. Tables written before this column
+        # existed are migrated by the evaluate job (udfs/metrics_migration.py: segment = all).
+        _f("segment", pa.string(), False),
         _f("metric", pa.string(), False),
         _f("k", pa.int32()),
         _f("value", pa.float64()),
@@ -140,7 +144,7 @@ METRICS = TableSpec(
     ]),
     partition_by=("run_date",),
     write_mode="partition",
-    description="Evaluation of the recommendations of one run date: one row per model, split, metric, K.",
+    description="Evaluation of the recommendations of one run date: one row per model, split, segment, metric, K.",
 )
 
 JOB_RUNS = TableSpec(
