@@ -30,17 +30,24 @@ def run(ctx: JobContext) -> None:
     metrics = ctx.read(METRICS).where(F.col("run_date") == ctx.run_date).toPandas()
     if metrics.empty:
         raise RuntimeError(f"no metrics for run_date={ctx.run_date}: run `evaluate` first")
-    ranking = metrics[metrics["metric"].isin(["recall", "ndcg"])][["model", "split", "metric", "k", "value",
-                                                                   "dataset"]].astype({"k": int})
+    # per segment (all | warm | cold under the cold-start protocol): tables and plots split by it
+    ranking = metrics[metrics["metric"].isin(["recall", "ndcg"])][["model", "split", "segment", "metric", "k",
+                                                                   "value", "dataset"]].astype({"k": int})
     runs = ctx.read(JOB_RUNS).toPandas()
     sids = latest_counts(runs, "sids")
     rec = latest_counts(runs, "recommend")
     train = latest_counts(runs, "train")
-    other = metrics[~metrics["metric"].isin(["recall", "ndcg"])][["model", "split", "metric", "k", "value"]]
+    other = metrics[~metrics["metric"].isin(["recall", "ndcg"])][["model", "split", "segment", "metric", "k",
+                                                                  "value"]]
+    base = latest_counts(runs, "baselines")
     sections = {
-        "Coverage, diversity, fallback": other.reset_index(drop=True),
+        "Coverage, diversity, fallback, cold-item share": other.sort_values(
+            ["segment", "model", "split", "metric"], key=lambda c: c.map({"all": 0, "warm": 1, "cold": 2}).fillna(3)
+            if c.name == "segment" else c, kind="stable").reset_index(drop=True),
         "Semantic IDs (latest sids run)": {k: sids[k] for k in SID_KEYS if k in sids},
         "Training (latest train run)": train,
+        "Baselines (latest baselines run: SASRec epochs and training CPU seconds, cold items withheld)":
+            {k: v for k, v in base.items() if k.startswith(("sasrec_", "cold_", "content_knn_"))},
         "Decoding (latest recommend run)": {k: v for k, v in rec.items() if "users" in k or "seconds" in k},
     }
     path = write_report(ctx.cfg.artifact_path("reports", ctx.run_date), ranking, extra_sections=sections,

@@ -62,3 +62,31 @@ def test_write_report_html_and_pngs(tmp_path):
 def test_report_draws_no_published_figures_for_another_dataset(tmp_path):
     text = write_report(tmp_path / "ml", _metrics(), anchor_dataset="ml-100k").read_text()
     assert "<td>published</td>" not in text and "TIGER" not in text and "0.0648" not in text
+
+
+def _segmented() -> pd.DataFrame:
+    parts = []
+    for seg, scale in (("all", 1.0), ("warm", 1.1), ("cold", 0.2)):
+        for model in ("genrec", "content_knn"):
+            parts.append(metrics_frame({"recall@10": 0.08 * scale, "ndcg@10": 0.04 * scale}, model=model,
+                                       split="test", dataset="beauty", segment=seg))
+    return pd.concat(parts[::-1], ignore_index=True)  # cold rows first: the table puts all, warm, cold
+
+
+def test_metrics_table_by_segment_with_published_rows_beside_all():
+    table = metrics_table(_segmented(), {"TIGER (published)": {"recall@10": 0.0648}}, anchor_dataset="beauty")
+    assert list(table.columns) == ["dataset", "model", "split", "segment", "source", "ndcg@10", "recall@10"]
+    assert table[["model", "segment", "source"]].values.tolist() == [
+        ["content_knn", "all", "measured"], ["genrec", "all", "measured"], ["TIGER (published)", "all", "published"],
+        ["content_knn", "warm", "measured"], ["genrec", "warm", "measured"],
+        ["content_knn", "cold", "measured"], ["genrec", "cold", "measured"]]
+    assert table.loc[6, "recall@10"] == pytest.approx(0.016)
+    # a frame without a segment column (a table from before segments) is all users, shown as before
+    assert "segment" not in metrics_table(_metrics(), {}).columns
+
+
+def test_write_report_draws_a_row_of_panels_per_segment(tmp_path):
+    write_report(tmp_path / "seg", _segmented(), anchor_dataset="beauty")
+    write_report(tmp_path / "one", _metrics(), anchor_dataset="beauty")
+    with Image.open(tmp_path / "seg" / "metrics_bar.png") as seg, Image.open(tmp_path / "one" / "metrics_bar.png") as one:
+        assert seg.size[1] == 3 * one.size[1] and seg.size[0] == one.size[0]

@@ -1,7 +1,9 @@
 """Self-contained HTML evaluation report (tables + matplotlib PNGs, also embedded inline).
 
 Metrics come in long form: a pandas DataFrame with columns
-model, split, metric, k, value, dataset (metric is e.g. "recall" or "ndcg").
+model, split, metric, k, value, dataset (metric is e.g. "recall" or "ndcg") and optionally segment
+(all | warm | cold, the cold-start protocol; missing = all). Published figures are for all users, so
+they are drawn beside the `all` segment only; plots show one panel row per segment present.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 METRIC_COLUMNS = ("model", "split", "metric", "k", "value", "dataset")
+SEGMENT_ORDER = ("all", "warm", "cold")
 
 # Published figures (not measured here), per dataset (`data.dataset`): drawn only beside measurements of
 # that same dataset and split. Beauty: Amazon 2014 Beauty 5-core, leave-one-out, full ranking, unfiltered
@@ -31,53 +34,82 @@ PUBLISHED_ANCHORS: dict[str, dict[str, dict[str, float]]] = {
 }
 
 
-def metrics_frame(results: Mapping[str, float], model: str, split: str, dataset: str) -> pd.DataFrame:
-    """{"recall@10": 0.08, ...} (as from metrics.recall_ndcg_at_k) -> long-form metric rows."""
+def metrics_frame(results: Mapping[str, float], model: str, split: str, dataset: str,
+                  segment: str | None = None) -> pd.DataFrame:
+    """{"recall@10": 0.08, ...} (as from metrics.recall_ndcg_at_k) -> long-form metric rows (with a segment
+    column when `segment` is given)."""
     rows = []
     for key, value in results.items():
         metric, k = key.rsplit("@", 1)
         rows.append({"model": model, "split": split, "metric": metric, "k": int(k),
-                     "value": float(value), "dataset": dataset})
-    return pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
+                     "value": float(value), "dataset": dataset, **({"segment": segment} if segment else {})})
+    return pd.DataFrame(rows, columns=list(METRIC_COLUMNS) + (["segment"] if segment else []))
+
+
+def with_segment(metrics: pd.DataFrame) -> pd.DataFrame:
+    """metrics with a `segment` column (`all` where it has none: tables from before segments)."""
+    if "segment" in metrics.columns:
+        return metrics.assign(segment=metrics["segment"].fillna("all"))
+    return metrics.assign(segment="all")
+
+
+def _segments(metrics: pd.DataFrame) -> list[str]:
+    present = list(dict.fromkeys(metrics["segment"]))
+    return [s for s in SEGMENT_ORDER if s in present] + [s for s in present if s not in SEGMENT_ORDER]
 
 
 def metrics_table(
     metrics: pd.DataFrame, anchors: Mapping[str, Mapping[str, float]], anchor_dataset: str = ""
 ) -> pd.DataFrame:
-    """Wide table: one row per (dataset, model, split) plus one per published anchor."""
+    """Wide table: one row per (dataset, model, split[, segment]) plus one per published anchor (segment
+    `all`). The segment column is shown only when a segment other than `all` is present; rows are
+    grouped by segment (all, warm, cold), in input order within each."""
     missing = set(METRIC_COLUMNS) - set(metrics.columns)
     if missing:
         raise ValueError(f"metrics is missing columns {sorted(missing)}")
-    m = metrics.assign(column=metrics["metric"] + "@" + metrics["k"].astype(str), source="measured")
-    keys = ["dataset", "model", "split", "source"]
+    m = with_segment(metrics)
+    segmented = set(m["segment"]) != {"all"}
+    m = m.assign(column=m["metric"] + "@" + m["k"].astype(str), source="measured")
+    keys = ["dataset", "model", "split", "segment", "source"]
     wide = m.pivot_table(index=keys, columns="column", values="value", aggfunc="first")
-    first_seen = pd.MultiIndex.from_frame(m[keys].drop_duplicates())
-    wide = wide.reindex(first_seen).reset_index()  # rows in input order
-    anchor_rows = [{"dataset": anchor_dataset, "model": name, "split": "test", "source": "published", **vals}
-                   for name, vals in anchors.items()]
-    table = pd.concat([wide, pd.DataFrame(anchor_rows)], ignore_index=True) if anchor_rows else wide
+    first_seen = m[keys].drop_duplicates()
+    rank = {s: i for i, s in enumerate(_segments(m))}
+    first_seen = first_seen.iloc[first_seen["segment"].map(rank).argsort(kind="stable")]
+    wide = wide.reindex(pd.MultiIndex.from_frame(first_seen)).reset_index()  # input order within a segment
+    anchor_rows = [{"dataset": anchor_dataset, "model": name, "split": "test", "segment": "all",
+                    "source": "published", **vals} for name, vals in anchors.items()]
+    if anchor_rows:
+        table = pd.concat([wide, pd.DataFrame(anchor_rows)], ignore_index=True)
+        if segmented:  # published figures sit right after the measured `all` rows
+            order = table["segment"].map(rank).to_numpy() * 2 + (table["source"] == "published").to_numpy()
+            table = table.iloc[order.argsort(kind="stable")].reset_index(drop=True)
+    else:
+        table = wide
     value_cols = sorted((c for c in table.columns if "@" in c),
                         key=lambda c: (c.split("@")[0], int(c.split("@")[1])))
-    return table[["dataset", "model", "split", "source", *value_cols]]
+    return table[["dataset", "model", "split", *(["segment"] if segmented else []), "source", *value_cols]]
 
 
 def _png_bar(metrics: pd.DataFrame, anchors: Mapping[str, Mapping[str, float]], k: int, path: Path) -> None:
+    metrics = with_segment(metrics)
     test = metrics[(metrics["k"] == k) & (metrics["split"] == "test")]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, metric in zip(axes, ("recall", "ndcg")):
-        sel = test[test["metric"] == metric]
-        names = [f"{r.model} ({r.dataset})" for r in sel.itertuples()]
-        values = list(sel["value"])
-        colors = ["tab:blue"] * len(values)
-        for name, vals in anchors.items():
-            if f"{metric}@{k}" in vals:
-                names.append(name)
-                values.append(vals[f"{metric}@{k}"])
-                colors.append("tab:gray")
-        ax.barh(range(len(values)), values, color=colors)
-        ax.set_yticks(range(len(values)), names, fontsize=8)
-        ax.invert_yaxis()
-        ax.set_title(f"{metric}@{k} (test)")
+    segments = _segments(test) or ["all"]
+    fig, axes = plt.subplots(len(segments), 2, figsize=(10, 4 * len(segments)), squeeze=False)
+    for row, segment in zip(axes, segments):
+        for ax, metric in zip(row, ("recall", "ndcg")):
+            sel = test[(test["metric"] == metric) & (test["segment"] == segment)]
+            names = [f"{r.model} ({r.dataset})" for r in sel.itertuples()]
+            values = list(sel["value"])
+            colors = ["tab:blue"] * len(values)
+            for name, vals in anchors.items() if segment == "all" else ():
+                if f"{metric}@{k}" in vals:
+                    names.append(name)
+                    values.append(vals[f"{metric}@{k}"])
+                    colors.append("tab:gray")
+            ax.barh(range(len(values)), values, color=colors)
+            ax.set_yticks(range(len(values)), names, fontsize=8)
+            ax.invert_yaxis()
+            ax.set_title(f"{metric}@{k} (test)" + ("" if segments == ["all"] else f", {segment} users"))
     fig.suptitle("blue: measured, gray: published figures")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -85,19 +117,23 @@ def _png_bar(metrics: pd.DataFrame, anchors: Mapping[str, Mapping[str, float]], 
 
 
 def _png_by_k(metrics: pd.DataFrame, anchors: Mapping[str, Mapping[str, float]], path: Path) -> None:
+    metrics = with_segment(metrics)
     test = metrics[metrics["split"] == "test"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, metric in zip(axes, ("recall", "ndcg")):
-        for (dataset, model), grp in test[test["metric"] == metric].groupby(["dataset", "model"], sort=False):
-            grp = grp.sort_values("k")
-            ax.plot(grp["k"], grp["value"], marker="o", label=f"{model} ({dataset})")
-        for i, (name, vals) in enumerate(anchors.items()):
-            pts = sorted((int(key.split("@")[1]), v) for key, v in vals.items() if key.startswith(f"{metric}@"))
-            if pts:
-                ax.plot(*zip(*pts), linestyle=":", marker="xs^dv"[i % 5], color="gray", label=name)
-        ax.set_xlabel("K")
-        ax.set_title(f"{metric}@K (test)")
-        ax.legend(fontsize=8)
+    segments = _segments(test) or ["all"]
+    fig, axes = plt.subplots(len(segments), 2, figsize=(10, 4 * len(segments)), squeeze=False)
+    for row, segment in zip(axes, segments):
+        for ax, metric in zip(row, ("recall", "ndcg")):
+            sel = test[(test["metric"] == metric) & (test["segment"] == segment)]
+            for (dataset, model), grp in sel.groupby(["dataset", "model"], sort=False):
+                grp = grp.sort_values("k")
+                ax.plot(grp["k"], grp["value"], marker="o", label=f"{model} ({dataset})")
+            for i, (name, vals) in enumerate(anchors.items() if segment == "all" else ()):
+                pts = sorted((int(key.split("@")[1]), v) for key, v in vals.items() if key.startswith(f"{metric}@"))
+                if pts:
+                    ax.plot(*zip(*pts), linestyle=":", marker="xs^dv"[i % 5], color="gray", label=name)
+            ax.set_xlabel("K")
+            ax.set_title(f"{metric}@K (test)" + ("" if segments == ["all"] else f", {segment} users"))
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
