@@ -144,7 +144,9 @@ def test_dataset_configs_share_the_frozen_beauty_recipe(name):
     assert cfg.sids.rqvae.codebook_size == 256 and cfg.sids.rqvae.n_levels == 3
     assert (cfg.recommend.beam_width, cfg.recommend.candidates) == (50, 50)
     assert (cfg.recommend.serving.top_k, cfg.recommend.serving.filter_seen) == (20, True)
-    assert cfg.baselines.models == ["popularity", "sasrec"] and cfg.baselines.sasrec.dropout == 0.2
+    assert cfg.baselines.models == ["popularity", "sasrec", "content_knn"] and cfg.baselines.sasrec.dropout == 0.2
+    assert cfg.baselines.sasrec.max_len == 50  # RecBole's SASRec-CE (issue #13)
+    assert (cfg.data.cold_item_share, cfg.data.cold_seed) == (0.05, 0)  # cold-start protocol: warm / cold segments
     assert m.dropout == {"beauty": 0.1, "scientific": 0.3, "movielens": 0.1}[name]
 
 
