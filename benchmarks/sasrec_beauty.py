@@ -40,7 +40,8 @@ from genrec_model.serve.diversity import catalog_coverage
 from genrec_model.serve.popularity import popularity_counts, popularity_rank
 
 KS = (5, 10, 20)
-DEFAULT_DATA = Path(os.environ.get("GENREC_DATA", "/work/shared/data")) / "amazon2014-beauty" / "user_sequence.txt"
+DEFAULT_DATA = (Path(os.environ.get("GENREC_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+                / "amazon2014-beauty" / "user_sequence.txt")  # the tests' data root (tests/conftest.py)
 
 
 def load_user_sequences(path: Path) -> tuple[list[np.ndarray], list[str]]:

@@ -113,12 +113,3 @@ def test_rank_marks_fully_excluded_slots():
     ranked = sasrec_rank(_model(), [np.array([1])], k=3, exclude=[np.array([0, 1, 2, 3, 4, 5])])
     assert ranked.tolist() == [[6, -1, -1]]
 
-
-def test_beauty_loader_counts():
-    from benchmarks.sasrec_beauty import DEFAULT_DATA, load_user_sequences
-
-    if not DEFAULT_DATA.exists():
-        pytest.skip("shared Beauty data not present")
-    seqs, items = load_user_sequences(DEFAULT_DATA)
-    assert (len(seqs), len(items), sum(map(len, seqs))) == (22363, 12101, 198502)
-    assert min(map(len, seqs)) >= 5  # 5-core: every user has a validation and a test item
