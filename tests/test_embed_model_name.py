@@ -4,8 +4,13 @@ import shutil
 import pytest
 from deltalake import DeltaTable
 
-from genrec_model.catalog.text_encoder import (DEFAULT_MODEL_NAME, default_model_path, loaded_model_name,
-                                               resolve_model_name, weights_fingerprint)
+from genrec_model.catalog.text_encoder import (
+    DEFAULT_MODEL_NAME,
+    default_model_path,
+    loaded_model_name,
+    resolve_model_name,
+    weights_fingerprint,
+)
 from genrec_model.config import load_config
 
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")

@@ -27,7 +27,7 @@ WHEEL = REPO / "data" / "recbole-1.2.1-py3-none-any.whl"
 
 pytestmark = [pytest.mark.shared_data, pytest.mark.spark]
 
-_RUNS: dict[str, "Ingested"] = {}
+_RUNS: dict[str, Ingested] = {}
 
 
 class Ingested:
