@@ -44,9 +44,11 @@ class SASRecTrainConfig:
 @dataclass(frozen=True)
 class ContentKNNConfig:
     """content-knn (baselines/content_knn.py): a candidate's score is the recency-weighted mean cosine
-    similarity of its text embedding to the user's last `n_recent` items, weights decay**j (j = 0 newest)."""
-    n_recent: int = 10
-    decay: float = 0.8
+    similarity of its text embedding to the user's last `n_recent` items, weights decay**j (j = 0 newest).
+    Defaults picked on Beauty's validation split (cold share .05, all users, MiniLM embeddings): R@10 .0584 /
+    N@10 .0350; n_recent 1-10 at decay .2-.4 all within .0005 R@10, decay .8 at n 10 gave .0477."""
+    n_recent: int = 5
+    decay: float = 0.2
 
     def __post_init__(self) -> None:
         if self.n_recent < 1:
