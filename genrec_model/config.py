@@ -28,6 +28,9 @@ class SparkConfig:
     driver_memory: str = "4g"
     ui_enabled: bool = False
     extra_conf: dict[str, str] = field(default_factory=dict)
+    # Folder with the Delta connector JARs (scripts/setup_env.sh fills <repo>/.jars); "" = $GENREC_DELTA_JARS,
+    # else <repo>/.jars. Ignored under spark-submit, where --jars/--packages decide.
+    delta_jars: str = ""
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,13 @@ class LakehouseConfig:
     delta_mode: Literal["auto", "native", "delta_rs"] = "auto"
     storage_options: dict[str, str] = field(default_factory=dict)
     commit_retries: int = 3
+    # Layout for readers: after a job writes one of these tables, the partitions it wrote are Z-ordered
+    # by the listed columns (OPTIMIZE ... ZORDER BY natively, optimize.z_order on delta-rs). {} = off.
+    zorder: dict[str, list[str]] = field(default_factory=lambda: {"recommendations": ["user_id"]})
+    optimize_target_file_mb: int = 128
+    # Retention: after a successful run, VACUUM the tables it wrote, deleting data files that no version
+    # younger than this needs (time travel further back stops working). null = never vacuum.
+    vacuum_retention_hours: float | None = 168.0
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from genrec_model.config import GenrecConfig, load_config
 from genrec_model.config_loader import ConfigError
-from genrec_model.data.schemas import JOB_RUNS, TableSpec
+from genrec_model.data.schemas import JOB_RUNS, TABLES, TableSpec
 
 log = logging.getLogger("genrec")
 
@@ -96,7 +96,25 @@ class JobContext:
                 "genrec.config_hash": self.cfg.config_hash(), **kwargs.pop("metadata", {})}
         result = self.store.write(df, spec, metadata=meta, **kwargs)
         self.outputs[spec.name] = result.version
+        zorder = self.cfg.lakehouse.zorder.get(spec.name)
+        if zorder:  # cluster what was just written for its readers (e.g. one user's list at a time)
+            opt = self.store.optimize(spec, zorder_by=zorder, partitions=kwargs.get("replace_partitions"),
+                                      target_file_bytes=self.cfg.lakehouse.optimize_target_file_mb * 2**20)
+            log_event(self.job, "optimized", table=spec.name, zorder_by=",".join(zorder), version=opt.version,
+                      files_removed=opt.files_removed, files_added=opt.files_added)
         return result
+
+    def vacuum_outputs(self) -> None:
+        """The retention policy: VACUUM every table this run wrote (maintenance: logged, never fatal)."""
+        retention = self.cfg.lakehouse.vacuum_retention_hours
+        if retention is None:
+            return
+        for name in [n for n in self.outputs if n in TABLES]:
+            try:
+                res = self.store.vacuum(TABLES[name], retention)
+                self.counts[f"vacuum.{name}.files_deleted"] = res.files_deleted
+            except Exception as e:  # noqa: BLE001 - the run's data is committed; the next run retries
+                log.error("vacuum of %s failed: %s", name, e)
 
     def metadata(self) -> dict[str, str]:
         return {"genrec.run_id": self.run_id, "genrec.job": self.job, "genrec.config_hash": self.cfg.config_hash()}
@@ -121,6 +139,7 @@ def run_recorded(ctx: JobContext, body) -> None:
               delta_path="native" if ctx.store.native else "delta-rs")
     try:
         body(ctx)
+        ctx.vacuum_outputs()
     except BaseException as e:
         status, error = "failed", f"{type(e).__name__}: {e}"[:2000]
         raise

@@ -1,5 +1,7 @@
 """The ingest job submitted with spark-submit to a real Spark standalone cluster (a master and two
-workers on 127.0.0.1, started from the installed pyspark), then its tables read back with delta-rs.
+workers on 127.0.0.1, started from the installed pyspark), writing through the Delta connector
+(lakehouse.delta_mode=native) with the connector JARs shipped to the executors by `--jars`, exactly
+as the README's cluster recipe; then its tables read back with delta-rs.
 
 Needs udfs/session.py to honour spark-submit's --master (read the JVM's conf when launched by
 spark-submit); without that the job silently runs in local mode and the executor check fails."""
@@ -7,6 +9,8 @@ import os
 import socket
 import subprocess
 import sys
+import glob
+import json
 import time
 from pathlib import Path
 
@@ -70,10 +74,16 @@ def test_spark_submit_ingest_on_standalone_cluster(tmp_path):
         (raw / "ratings.csv").write_text(RATINGS)
         conf = tmp_path / "cluster.yaml"
         conf.write_text(f"run_date: 2024-05-01\ndata:\n  dataset: mini\n  format: movielens_csv\n  path: {raw}\n"
-                        f"  input_partitions: 2\nlakehouse:\n  root: {tmp_path / 'lake'}\n"
+                        f"  input_partitions: 2\nlakehouse:\n  root: {tmp_path / 'lake'}\n  delta_mode: native\n"
                         f"artifacts:\n  root: {tmp_path / 'art'}\n")
+        from udfs.session import DELTA_CATALOG, DELTA_EXTENSION, delta_jars
+
+        jars = delta_jars()
+        assert any("delta-spark_" in os.path.basename(j) for j in jars), "run scripts/setup_env.sh (fetches .jars)"
         submit = subprocess.run(
             [os.path.join(spark_home, "bin", "spark-submit"), "--master", master_url,
+             "--jars", ",".join(jars), "--conf", f"spark.sql.extensions={DELTA_EXTENSION}",
+             "--conf", f"spark.sql.catalog.spark_catalog={DELTA_CATALOG}",
              "--conf", "spark.executor.memory=512m", "--conf", "spark.executor.cores=1",
              "--conf", f"spark.pyspark.python={sys.executable}", "--driver-memory", "1g",
              str(REPO / "jobs" / "ingest.py"), "--conf", str(conf)],
@@ -91,6 +101,13 @@ def test_spark_submit_ingest_on_standalone_cluster(tmp_path):
         assert runs["status"].tolist() == ["succeeded"]
         launched = [(logs / f"worker{i}.log").read_text().count("Asked to launch executor") for i in range(2)]
         assert launched == [1, 1]  # the job ran on both workers' executors, not in a local-mode driver
+        assert "delta_path=native" in submit.stderr or "backend=native" in submit.stderr
+        for table in ("catalog", "interactions", "rejects", "job_runs"):  # every commit came from the connector
+            for commit in sorted(glob.glob(str(lake / table / "_delta_log" / "*.json"))):
+                info = next(json.loads(line)["commitInfo"] for line in open(commit) if '"commitInfo"' in line)
+                assert info["engineInfo"].startswith("Apache-Spark/") and "Delta-Lake/" in info["engineInfo"], info
+        shipped = glob.glob(str(tmp_path / "work" / "app-*" / "*" / "delta-spark_*.jar"))
+        assert shipped, "the connector JAR was not shipped to the executors"
     finally:
         for proc, out in reversed(procs):
             proc.terminate()

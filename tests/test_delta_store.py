@@ -281,8 +281,11 @@ def test_vacuum_deletes_only_unreferenced_files(spark, store):
     assert keep.files_deleted == 0 and len(on_disk()) == 6
     dry = store.vacuum(RECS, retention_hours=0, dry_run=True)
     assert dry.files_deleted == 4 and len(on_disk()) == 6
+    assert store.version(RECS) == 2  # a vacuum with nothing to delete (or a dry run) commits nothing
     res = store.vacuum(RECS, retention_hours=0)
     assert res.files_deleted == 4
+    assert [store.commit_info(RECS, v)["operation"] for v in (3, 4)] == ["VACUUM START", "VACUUM END"]
+    assert store.vacuum(RECS, retention_hours=0).files_deleted == 0 and store.version(RECS) == 4
     assert {os.path.relpath(p, root) for p in on_disk()} == {p.replace("%3D", "=") for p in live}
     assert sorted(r["items"][0] for r in store.read(RECS)[0].collect()) == sorted(f"c{i}" for i in range(10))
     assert DeltaTable(root).to_pyarrow_table().num_rows == 10

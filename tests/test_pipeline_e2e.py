@@ -2,8 +2,11 @@
 
 Checks the tables each stage leaves: counts reconcile, SIDs unique, every user gets exactly one
 list per split, a re-run of recommend for the same date replaces it, metrics are in range, and
-recommend refuses a model trained on another codebook version.
+recommend refuses a model trained on another codebook version. Runs once per Delta backend (the
+connector and delta-rs), and checks both runs left the same table contents.
 """
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -13,6 +16,7 @@ from deltalake import DeltaTable
 from genrec_model.config import load_config
 from jobs.common import make_context, run_recorded
 from jobs.stages import STAGES, stage_runner
+from tests.conftest import BACKENDS, require_backend
 
 pytestmark = pytest.mark.spark
 REPO = Path(__file__).resolve().parents[1]
@@ -31,15 +35,45 @@ def _run(cfg, spark, stage):
     return ctx
 
 
-@pytest.fixture(scope="module")
-def pipeline(spark, tmp_path_factory):
+# Columns that name a run rather than its results (ids, clocks, hashes of a config that differs in
+# lakehouse.delta_mode): left out when the two backends' tables are compared.
+VOLATILE = {"run_id", "generated_at", "updated_at", "started_at", "seconds", "config_hash"}
+DIGESTS: dict[str, dict] = {}
+
+
+def _digest(cfg, name):
+    """Row count and a hash of the table's sorted rows (volatile columns dropped), plus its layout."""
+    table = DeltaTable(cfg.table_path(name))
+    df = table.to_pandas()
+    df = df[[c for c in df.columns if c not in VOLATILE]]
+    rows = sorted(json.dumps(r, sort_keys=True, default=str) for r in df.to_dict("records"))
+    meta = table.metadata()
+    return {"rows": len(rows), "sha256": hashlib.sha256("\n".join(rows).encode()).hexdigest(),
+            "schema": table.schema().to_json(), "partition_by": meta.partition_columns,
+            "properties": meta.configuration}
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def pipeline(spark, tmp_path_factory, request):
     if not WHEEL.is_file():
         pytest.skip("MovieLens-100k wheel not downloaded (scripts/setup_env.sh fetches it)")
-    root = tmp_path_factory.mktemp("e2e")
+    backend = require_backend(spark, request.param)
+    root = tmp_path_factory.mktemp(f"e2e-{backend}")
     cfg = load_config(REPO / "conf" / "local.yaml", [f"data.path={WHEEL}", f"lakehouse.root={root / 'lake'}",
-                                                     f"artifacts.root={root / 'art'}", *FAST])
+                                                     f"artifacts.root={root / 'art'}", *FAST,
+                                                     f"lakehouse.delta_mode={backend}"])
     contexts = {stage: _run(cfg, spark, stage) for stage in STAGES}
+    assert {c.store.backend for c in contexts.values()} == {backend}
+    DIGESTS[backend] = {name: _digest(cfg, name) for name in
+                        ("catalog", "interactions", "rejects", "item_embeddings", "item_sids", "recommendations",
+                         "metrics")}
     return cfg, contexts
+
+
+def _overrides(cfg):
+    """The overrides a test's extra config needs to stay on the pipeline's lakehouse and backend."""
+    return [f"data.path={WHEEL}", f"lakehouse.root={cfg.lakehouse.root}", f"artifacts.root={cfg.artifacts.root}",
+            *FAST, f"lakehouse.delta_mode={cfg.lakehouse.delta_mode}"]
 
 
 def _table(cfg, name):
@@ -94,8 +128,7 @@ def test_category_fusion_and_unconstrained_variants(pipeline, spark):
     """Ablation knobs through the job: category-prior fusion diversifies the lists; without the trie
     some decoded tuples are not catalog SIDs (short lists, no fill), never a crash."""
     cfg, ctx = pipeline
-    base = [f"data.path={WHEEL}", f"lakehouse.root={cfg.lakehouse.root}", f"artifacts.root={cfg.artifacts.root}",
-            *FAST, "recommend.splits=[test]"]
+    base = [*_overrides(cfg), "recommend.splits=[test]"]
     variants = {"genrec-diverse": ["recommend.serving.fusion_weight=0.5", "recommend.serving.prior=category"],
                 "genrec-free": ["recommend.constrained=false", "recommend.serving.fill_with_popular=false"]}
     for name, extra in variants.items():
@@ -116,9 +149,7 @@ def test_retrain_new_codebook_then_recommend_refuses(pipeline, spark):
     """Runs last: a codebook retrain makes the trained model stale; recommend must write nothing."""
     cfg, ctx = pipeline
     old_version = _table(cfg, "item_sids")["codebook_version"].iloc[0]
-    retrain = load_config(REPO / "conf" / "local.yaml", [f"data.path={WHEEL}", f"lakehouse.root={cfg.lakehouse.root}",
-                                                         f"artifacts.root={cfg.artifacts.root}", *FAST,
-                                                         "sids.retrain=true", "sids.rqvae.seed=1"])
+    retrain = load_config(REPO / "conf" / "local.yaml", [*_overrides(cfg), "sids.retrain=true", "sids.rqvae.seed=1"])
     _run(retrain, spark, "sids")
     sids = _table(cfg, "item_sids")
     assert sids["codebook_version"].nunique() == 1 and sids["codebook_version"].iloc[0] != old_version
@@ -130,3 +161,14 @@ def test_retrain_new_codebook_then_recommend_refuses(pipeline, spark):
     runs = _table(cfg, "job_runs")
     assert "failed" in set(runs[runs["job"] == "recommend"]["status"])
     assert len(os.listdir(cfg.artifact_path("codebooks"))) == 2
+
+
+def test_both_backends_wrote_the_same_tables():
+    """The whole pipeline written through the connector and through delta-rs: same rows (volatile
+    run columns aside), schema, partitioning and table properties in every table."""
+    if set(DIGESTS) != set(BACKENDS):
+        pytest.skip(f"needs the pipeline on both backends in this session, ran: {sorted(DIGESTS)}")
+    native, delta_rs = DIGESTS["native"], DIGESTS["delta_rs"]
+    differing = {name: (native[name], delta_rs[name]) for name in native if native[name] != delta_rs[name]}
+    assert not differing, json.dumps(differing, indent=1)[:4000]
+    assert native["recommendations"]["properties"].get("delta.enableChangeDataFeed") == "true"

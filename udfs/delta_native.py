@@ -164,7 +164,11 @@ class NativeDeltaStore(DeltaStore):
         path = self.path(spec).replace("`", "``")
         # The connector refuses retentions under its 7-day default unless this check is off: the
         # configured retention is the policy here.
-        with self._session_conf({"spark.databricks.delta.retentionDurationCheck.enabled": "false"}):
+        # The connector lists the table with spark.sql.sources.parallelPartitionDiscovery.parallelism
+        # tasks (10,000 by default): as many as the session's shuffle partitions do here.
+        listing = self.spark.conf.get("spark.sql.shuffle.partitions", "8")
+        with self._session_conf({"spark.databricks.delta.retentionDurationCheck.enabled": "false",
+                                 "spark.sql.sources.parallelPartitionDiscovery.parallelism": listing}):
             listed = self.spark.sql(f"VACUUM delta.`{path}` RETAIN {float(retention_hours)} HOURS DRY RUN").count()
             if not dry_run and listed:
                 self.spark.sql(f"VACUUM delta.`{path}` RETAIN {float(retention_hours)} HOURS").collect()

@@ -207,12 +207,24 @@ class DeltaRsStore(DeltaStore):
         table = self._table(spec)
         if table is None:
             return VacuumResult(spec.name, 0, retention_hours, dry_run)
-        deleted = table.vacuum(retention_hours=int(math.ceil(retention_hours)), dry_run=dry_run,
-                               enforce_retention_duration=False, full=True)
+        hours = int(math.ceil(retention_hours))
+        # A dry run first, as on the connector: a vacuum with nothing to delete leaves no VACUUM
+        # START/END commits (delta-rs lists tombstones whose files are already gone: skip those).
+        fs, root = pafs.FileSystem.from_uri(self.path(spec))
+
+        def local(p: str) -> str:  # delta-rs lists paths relative to the table, or absolute
+            if "://" in p:
+                return pafs.FileSystem.from_uri(p)[1]
+            return p if p.startswith("/") else f"{root}/{unquote(p)}"
+
+        listed = table.vacuum(retention_hours=hours, dry_run=True, enforce_retention_duration=False, full=True)
+        present = [p for p in listed if fs.get_file_info(local(p)).type == pafs.FileType.File]
+        if present and not dry_run:
+            table.vacuum(retention_hours=hours, dry_run=False, enforce_retention_duration=False, full=True)
         staged = self._clean_staging(spec, retention_hours, dry_run)
         log.info("delta vacuum table=%s backend=delta_rs retention_h=%s files=%d staging=%d dry_run=%s",
-                 spec.name, retention_hours, len(deleted), staged, dry_run)
-        return VacuumResult(spec.name, len(deleted) + staged, retention_hours, dry_run)
+                 spec.name, retention_hours, len(present), staged, dry_run)
+        return VacuumResult(spec.name, len(present) + staged, retention_hours, dry_run)
 
     def _clean_staging(self, spec, retention_hours: float, dry_run: bool) -> int:
         fs, root = pafs.FileSystem.from_uri(self.path(spec))

@@ -119,6 +119,9 @@ def build_spark(cfg: "SparkConfig", app_suffix: str = ""):
         jars = delta_jars(getattr(cfg, "delta_jars", ""))
         if jars:
             settings = _with_delta(settings, jars)
+            # The connector rebuilds table state in 50 partitions by default: far too many tiny tasks
+            # for a local session; follow the session's shuffle partitions unless configured.
+            settings.setdefault("spark.databricks.delta.snapshotPartitions", str(cfg.shuffle_partitions))
     for key, value in settings.items():
         if key == "spark.sql.extensions" and not value:
             continue
