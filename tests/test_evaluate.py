@@ -15,6 +15,7 @@ from genrec_model.evaluation.metrics import recall_ndcg_at_k
 from genrec_model.serve.diversity import intra_list_diversity
 from jobs.common import make_context, run_recorded
 from jobs.evaluate import run as run_evaluate
+from jobs.report import run as run_report
 from udfs.delta_store import spark_schema
 
 pytestmark = pytest.mark.spark
@@ -88,7 +89,8 @@ COLD = ["data.cold_item_share=0.3", "data.cold_seed=3"]
 def test_cold_segment_by_hand(spark, tmp_path):
     assert cold_item_mask(list("abcd"), 0.3, 3).tolist() == [True, False, False, False]
     cfg = load_config(None, ["data.dataset=mini", "data.path=/unused", f"lakehouse.root={tmp_path}",
-                             "run_date=2024-06-01", "evaluate.ks=[1, 3]", "evaluate.diversity_k=3", *COLD])
+                             f"artifacts.root={tmp_path / 'art'}", "run_date=2024-06-01", "evaluate.ks=[1, 3]",
+                             "evaluate.diversity_k=3", *COLD])
     ctx = make_context("evaluate", cfg, spark)
     _write_inputs(ctx, spark)
     run_recorded(ctx, run_evaluate)
@@ -116,6 +118,11 @@ def test_cold_segment_by_hand(spark, tmp_path):
     assert ctx.counts["cold_targets.test"] == 2 and "cold_targets.valid" not in ctx.counts
     assert ctx.counts["genrec.test.cold.recall@3"] == pytest.approx(1 / 2)
     assert ctx.counts["genrec.test.recall@3"] == pytest.approx(2 / 4)  # `all` keeps its pre-segment key
+    # the report shows the segments: a table column and one row of plot panels per segment
+    report = make_context("report", cfg, spark)
+    run_recorded(report, run_report)
+    html = (tmp_path / "art" / "reports" / "2024-06-01" / "report.html").read_text()
+    assert "<th>segment</th>" in html and "<td>cold</td>" in html and "<td>warm</td>" in html
 
 
 def test_metrics_table_from_before_segments_is_migrated(spark, tmp_path, backend):
