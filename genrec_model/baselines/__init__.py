@@ -1,1 +1,1 @@
-"""Reference models evaluated with the same code: SASRec-CE (most-popular lives in serve.popularity)."""
+"""Reference models evaluated with the same code: SASRec-CE, content-knn (most-popular lives in serve.popularity)."""
