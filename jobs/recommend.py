@@ -10,6 +10,7 @@ the `item_sids` snapshot it would decode against.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
 import time
 
@@ -23,7 +24,7 @@ def run(ctx: JobContext) -> None:
     from pyspark.sql import functions as F
 
     from genrec_model.decode.config import BeamSearchConfig
-    from genrec_model.model.artifacts import read_export, read_model
+    from genrec_model.model.artifacts import read_export, read_export_items, read_model
     from udfs.recommend_fns import OUT_DDL, DecodeInputs, make_recommend_fn, popularity_of
     from udfs.split_fns import histories_df
 
@@ -38,16 +39,22 @@ def run(ctx: JobContext) -> None:
         raise RuntimeError(
             f"model {version} was trained on codebook {manifest['codebook_version']!r} but item_sids holds "
             f"{in_use}: retrain and export the model on the current SIDs (nothing was written)")
-    trained_ids, trained_codes = model.items()
+    export_ids, export_codes, seen = read_export_items(onnx_dir)  # a content model: tonight's catalog at export
     current = {r[0] for r in sids.select("item_id").collect()}
-    keep = np.isin(trained_ids, list(current))
-    item_ids, codes = trained_ids[keep], trained_codes[keep]
+    keep = np.isin(export_ids, list(current))
+    item_ids, codes, seen = export_ids[keep], export_codes[keep], seen[keep]
+    not_exported = len(current - set(export_ids))
     interactions = ctx.read(INTERACTIONS)
     categories = _categories(ctx, item_ids) if cfg.serving.prior == "category" and cfg.serving.fusion_weight > 0 else None
     beam = BeamSearchConfig(beam_width=cfg.beam_width, top_k=cfg.candidates, users_per_call=cfg.users_per_call,
                             constrained=cfg.constrained)
-    ctx.counts.update({"items_decodable": len(item_ids), "items_dropped_not_in_catalog": int((~keep).sum()),
+    ctx.counts.update({"serving_refit": float(model.onnx_dir_for("serve") != onnx_dir), "items_decodable": len(item_ids), "items_dropped_not_in_catalog": int((~keep).sum()),
+                       "items_unseen_in_training": int((~seen).sum()), "items_not_in_export": not_exported,
                        "load_seconds": time.perf_counter() - t0})
+    if not_exported:
+        log_event("recommend", "warning", items_not_in_export=not_exported,
+                  hint="items coded after the export cannot be recommended tonight: run export (content models "
+                       "cover every item of item_sids at export time)")
     progress = Progress("recommend", "run_date", len(ctx.cfg.run_dates()))
     for run_date in ctx.cfg.run_dates():
         t1 = time.perf_counter()
@@ -57,8 +64,9 @@ def run(ctx: JobContext) -> None:
         for split in cfg.splits:
             hist = histories_df(interactions, split, as_of)
             inputs = DecodeInputs(popularity_of(hist, item_ids), beam, cfg.serving, categories)
-            fn = make_recommend_fn(f"{version}:{ctx.run_id}", onnx_dir, item_ids, codes, model.max_history,
-                                   cfg.use_gpu, manifest["codebook_version"], inputs)
+            split_dir = model.onnx_dir_for(split)  # `serve`: the refit on every event, when trained with one
+            fn = make_recommend_fn(f"{version}:{os.path.basename(split_dir)}:{ctx.run_id}", split_dir, item_ids, codes,
+                                   model.max_history, cfg.use_gpu, manifest["codebook_version"], inputs)
             recs = hist.repartition(cfg.partitions).mapInPandas(fn, OUT_DDL)
             parts.append(recs.select(
                 "user_id", "recs", "is_fallback", F.lit(version).alias("model_version"),
@@ -76,13 +84,25 @@ def run(ctx: JobContext) -> None:
         seconds = time.perf_counter() - t1
         written = ctx.store.read(RECOMMENDATIONS, result.version)[0].where(F.col("run_date") == run_date)
         fallback = written.where("is_fallback").count()
+        unseen_slots = _slots_with(ctx, written, item_ids[~seen])
         prefix = "" if len(ctx.cfg.run_dates()) == 1 else f"{run_date}."
         ctx.counts.update({f"{prefix}users": result.num_rows, f"{prefix}fallback_users": fallback,
+                           f"{prefix}rec_slots_unseen_in_training": unseen_slots,
                            f"{prefix}decode_write_seconds": seconds,
                            f"{prefix}users_per_s": result.num_rows / max(seconds, 1e-9)})
         log_event("recommend", "written", run_date=run_date, splits=",".join(cfg.splits), rows=result.num_rows,
                   fallback=fallback, seconds=round(seconds, 1), users_per_s=round(result.num_rows / seconds, 1))
         progress.advance(run_date=run_date, users=result.num_rows)
+
+
+def _slots_with(ctx: JobContext, written, item_ids: np.ndarray) -> int:
+    """How many list slots hold one of `item_ids` (here: items the model never saw in training)."""
+    from pyspark.sql import functions as F
+
+    if not len(item_ids):
+        return 0
+    wanted = ctx.spark.createDataFrame([(str(i),) for i in item_ids], "item_id string")
+    return written.select(F.explode("recs.item_id").alias("item_id")).join(wanted, on="item_id").count()
 
 
 def _categories(ctx: JobContext, item_ids: np.ndarray) -> np.ndarray:

@@ -16,35 +16,47 @@ import numpy as np
 import pandas as pd
 
 from genrec_model.config_loader import stable_hash, to_dict
-from genrec_model.data.schemas import CATALOG, INTERACTIONS, ITEM_SIDS
+from genrec_model.data.schemas import CATALOG, INTERACTIONS, ITEM_EMBEDDINGS, ITEM_SIDS
 from jobs.common import JobContext, log_event, main_for
 
 
 def run(ctx: JobContext) -> None:
+    from genrec_model.catalog.sid_codes import level_sizes_of
+    from genrec_model.data.splits import cold_item_mask
     from genrec_model.model.fit import fit_generator
     from genrec_model.model.model_store import save_model
-    from udfs.sequence_fns import item_table, user_sequences
+    from udfs.sequence_fns import item_content, item_table, user_sequences
 
     cfg = ctx.cfg.train
-    items = item_table(ctx.read(ITEM_SIDS), ctx.read(CATALOG))
-    codes = np.stack(items["codes"].to_numpy()).astype(np.int64)
-    # semantic levels span the codebook; the last (dedup digit or item token) what is in use
-    level_sizes = [_codebook_size(ctx, items)] * (codes.shape[1] - 1) + [int(codes[:, -1].max()) + 1]
+    catalog_items = item_table(ctx.read(ITEM_SIDS), ctx.read(CATALOG))
+    all_codes = np.stack(catalog_items["codes"].to_numpy()).astype(np.int64)
+    level_sizes = level_sizes_of(all_codes, _codebook_size(ctx, catalog_items))
+    # cold-start protocol: withheld items are not part of training at all (as if they arrived tonight);
+    # the inner join in user_sequences drops their events
+    cold = cold_item_mask(catalog_items["item_id"], ctx.cfg.data.cold_item_share, ctx.cfg.data.cold_seed)
+    items = catalog_items[~cold].reset_index(drop=True)
+    codes = all_codes[~cold]
     version = f"m-{dt.datetime.now(dt.timezone.utc):%Y%m%d%H%M%S}-{stable_hash(to_dict(cfg), 6)}"
     out_dir = ctx.cfg.artifact_path("models", version)
     sequences = user_sequences(ctx.spark, ctx.read(INTERACTIONS), items, os.path.join(out_dir, "train_shards"))
-    log_event("train", "data", users=len(sequences), items=len(items), level_sizes=level_sizes,
-              events=int(sum(len(s) for s in sequences)))
-    fitted = fit_generator(sequences, codes, level_sizes, items["title"].fillna("").tolist(), cfg, out_dir)
+    content = (item_content(ctx.read(ITEM_EMBEDDINGS), items["item_id"].tolist())
+               if cfg.item_representation == "content" else None)
+    log_event("train", "data", users=len(sequences), items=len(items), cold_items_withheld=int(cold.sum()),
+              level_sizes=level_sizes, events=int(sum(len(s) for s in sequences)), items_from=cfg.item_representation)
+    fitted = fit_generator(sequences, codes, level_sizes, items["title"].fillna("").tolist(), cfg, out_dir, content)
     res = fitted.result
     manifest = {"codebook_version": items["codebook_version"].iloc[0], "level_sizes": level_sizes,
                 "words": fitted.words, "fit_config": to_dict(cfg), "config_hash": ctx.cfg.config_hash(),
                 "best_epoch": res.best_epoch, "valid": res.best_metrics, "train_minutes": res.minutes, "precision": res.precision,
                 "stopped": res.stopped, "history": res.history, "dataset": ctx.cfg.data.dataset,
+                "item_representation": cfg.item_representation, "cold_items_withheld": int(cold.sum()),
+                "serving_refit": None if fitted.serving_result is None else {
+                    "epochs": fitted.serving_result.best_epoch + 1, "minutes": fitted.serving_result.minutes},
                 "run_id": ctx.run_id}
     save_model(ctx.cfg.artifact_path("models"), version, fitted.model, fitted.vocab,
-               items["item_id"].to_numpy(), codes, manifest)
-    ctx.counts.update({"users": len(sequences), "items": len(items), "params": fitted.model.num_params(),
+               items["item_id"].to_numpy(), codes, manifest, fitted.serving_model)
+    ctx.counts.update({"users": len(sequences), "items": len(items), "cold_items_withheld": int(cold.sum()),
+                       "params": fitted.model.num_params(), "precision": res.precision,
                        "train_minutes": res.minutes, "best_epoch": res.best_epoch,
                        **{f"valid_{k}": v for k, v in res.best_metrics.items()}})
     log_event("train", "model", version=version, path=out_dir, valid=json.dumps(res.best_metrics))

@@ -44,7 +44,7 @@ def test_failed_parity_publishes_nothing_then_a_passing_export_does(trained):
     ctx = _ctx(trained, 1e-4)
     export_job.run(ctx)
     manifest = read_export(onnx_dir, "cb1")
-    assert manifest["parity_max_abs_diff"]["step"] <= 1e-4 and ctx.counts["parity_max_abs_diff"] <= 1e-4
+    assert manifest["parity_max_abs_diff"]["step"] <= 1e-4 and ctx.counts["onnx.parity_max_abs_diff"] <= 1e-4
     with pytest.raises(RuntimeError):  # a failing re-export unpublishes the previous one
         export_job.run(_ctx(trained, -1.0))
     assert not os.path.exists(os.path.join(onnx_dir, EXPORT_MANIFEST))

@@ -84,14 +84,17 @@ def recommend_users(users: pd.DataFrame, dec: Decoder, inputs: DecodeInputs) -> 
 
 def make_recommend_fn(decoder_key: str, onnx_dir: str, item_ids: np.ndarray, codes: np.ndarray, max_history: int,
                       use_gpu: bool | None, codebook_version: str, inputs: DecodeInputs):
-    """mapInPandas body; `decoder_key` names the decoder (model version and run), so the worker keeps
-    it across the run's splits and dates and rebuilds it only for another model or run."""
+    """mapInPandas body; `decoder_key` names the decoder ("<model version>:<export>:<run id>"), so the worker
+    keeps it across the run's splits and dates (the evaluation export and the serving refit side by side)
+    and drops a previous run's."""
     def recommend_partition(batches):
         from udfs.session import task_cores
 
         key = (decoder_key, task_cores())
         if key not in _DECODERS:
-            _DECODERS.clear()
+            run = decoder_key.rsplit(":", 1)[-1]
+            for old in [k for k in _DECODERS if k[0].rsplit(":", 1)[-1] != run]:  # another run's models
+                del _DECODERS[old]
             _DECODERS[key] = build_decoder(onnx_dir, item_ids, codes, max_history, task_cores(), use_gpu,
                                            codebook_version)
         for pdf in batches:

@@ -18,6 +18,15 @@ def item_table(item_sids, catalog) -> pd.DataFrame:
     return items.sort_values("item_id", kind="stable").reset_index(drop=True)
 
 
+def item_content(item_embeddings, item_ids) -> np.ndarray:
+    """(N, D) float32 text embedding per item, in `item_ids` order (every item must have one)."""
+    emb = item_embeddings.select("item_id", "embedding").toPandas().set_index("item_id")["embedding"]
+    missing = [i for i in item_ids if i not in emb.index]
+    if missing:
+        raise RuntimeError(f"{len(missing)} items have no embedding (e.g. {missing[:3]}): run the embed stage")
+    return np.stack([np.asarray(emb[i], dtype=np.float32) for i in item_ids])
+
+
 def user_sequences(spark, interactions, items: pd.DataFrame, shard_dir: str, with_users: bool = False):
     """Histories as item indices (oldest first), written by Spark as shards, then streamed back.
     Users sorted by user_id; with_users also returns their ids."""

@@ -103,12 +103,20 @@ def assign_sids(
         else:
             codes[i, -1] = next_token
             next_token += 1
-    last_size = max(int(codes[:, -1].max()) + 1 if n else 1,
-                    max((c[-1] + 1 for c in existing.values()), default=1))
+    issued = np.vstack([codes] + ([np.asarray(list(existing.values()))] if existing else []))
     return SidAssignment(
-        codes=codes.astype(np.int32), level_sizes=[codebook_size] * n_prefix + [last_size],
+        codes=codes.astype(np.int32), level_sizes=level_sizes_of(issued, codebook_size),
         scheme=scheme, n_new=len(new_rows), n_stale=int(n_stale),
     )
+
+
+def level_sizes_of(codes: np.ndarray, codebook_size: int) -> list[int]:
+    """Vocabulary level sizes for a set of issued code tuples (N, L): the semantic levels span the
+    codebook, the last (dedup digit or item token) one past the largest value issued. Pass every tuple
+    still reserved (retired items too) so a token never names two items over time."""
+    codes = np.asarray(codes)
+    last = int(codes[:, -1].max()) + 1 if codes.size else 1
+    return [int(codebook_size)] * (codes.shape[1] - 1) + [last]
 
 
 def sid_string(codes: Sequence[int]) -> str:

@@ -18,13 +18,16 @@ from genrec_model.config_loader import stable_hash
 from genrec_model.model.sid_vocab import SidVocab
 
 CHECKPOINT = "checkpoint.pt"
+SERVING_CHECKPOINT = "serving_checkpoint.pt"  # the refit on every event (train.refit_for_serving)
 ITEMS = "items.parquet"
 TRAIN_MANIFEST = "train_manifest.json"
 LATEST = "LATEST"
 ONNX_DIR = "onnx"
+ONNX_SERVING_DIR = "onnx_serving"
 EXPORT_MANIFEST = "manifest.json"
 PREFILL, STEP, SHARED_STEP = "prefill.onnx", "step.onnx", "step_shared.onnx"
 EXPORT_FORMAT_VERSION = 1
+EXPORT_ITEMS = "items.parquet"  # in the onnx folder: the catalog the graphs decode (item_id, index, codes, seen)
 
 
 class ManifestMismatchError(ValueError):
@@ -53,6 +56,11 @@ class ModelArtifact:
     @property
     def onnx_dir(self) -> str:
         return os.path.join(self.path, ONNX_DIR)
+
+    def onnx_dir_for(self, split: str) -> str:
+        """The export that decodes `split`: the serving refit for `serve` when there is one."""
+        serving = os.path.join(self.path, ONNX_SERVING_DIR)
+        return serving if split == "serve" and os.path.exists(os.path.join(serving, EXPORT_MANIFEST)) else self.onnx_dir
 
     def items(self) -> tuple[np.ndarray, np.ndarray]:
         """(item_ids (N,), codes (N, L) int64) in item-index order, as trained."""
@@ -97,6 +105,21 @@ def publish_latest(root: str, version: str) -> None:
     with open(tmp, "w") as f:
         f.write(version)
     os.replace(tmp, os.path.join(root, LATEST))
+
+
+def write_export_items(onnx_dir: str, item_ids: np.ndarray, codes: np.ndarray, seen: np.ndarray) -> None:
+    """The items an export can decode (for a content model: tonight's catalog), with whether the model
+    saw each in training."""
+    os.makedirs(onnx_dir, exist_ok=True)
+    pd.DataFrame({"item_id": item_ids, "index": np.arange(len(item_ids)), "codes": [c.astype(np.int32) for c in codes],
+                  "seen_in_training": np.asarray(seen, dtype=bool)}).to_parquet(os.path.join(onnx_dir, EXPORT_ITEMS))
+
+
+def read_export_items(onnx_dir: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(item_ids, codes (N, L) int64, seen_in_training (N,) bool) of an export, in index order."""
+    items = pd.read_parquet(os.path.join(onnx_dir, EXPORT_ITEMS)).sort_values("index")
+    return (items["item_id"].to_numpy(), np.stack(items["codes"].to_numpy()).astype(np.int64),
+            items["seen_in_training"].to_numpy())
 
 
 def _export_payload(m: dict) -> dict:

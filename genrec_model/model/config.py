@@ -82,6 +82,9 @@ class FitConfig:
     # free: one learned embedding per item token (an item never seen in training is never generated);
     # content: item tokens embedded from the item's text embedding (SeqModelConfig.item_content_dim)
     item_representation: Literal["free", "content"] = "free"
+    # After model selection, refit on every event (no held-out items) for the chosen number of epochs:
+    # that model serves the `serve` split; test/valid lists keep coming from the selected model.
+    refit_for_serving: bool = False
     valid_users: int = 1000           # validation users sampled for Recall@10 each epoch
     valid_beam: int = 20
     valid_seed: int = 123

@@ -27,6 +27,8 @@ class Fitted:
     vocab: SidVocab
     words: list[str]
     result: TrainResult
+    serving_model: SeqModel | None = None  # refit on every event (cfg.refit_for_serving)
+    serving_result: TrainResult | None = None
 
 
 def make_vocab(level_sizes: list[int], titles: list[str], cfg: SeqDataConfig) -> tuple[SidVocab, list[str]]:
@@ -87,4 +89,17 @@ def fit_generator(sequences: list[np.ndarray], codes: np.ndarray, level_sizes: l
     if content:
         set_catalog(model, vocab, codes, np.asarray(item_content, dtype=np.float32))
     result = train(model, epoch_data, validate, cfg.trainer, out_dir=out_dir, softmax_groups=vocab.softmax_groups())
-    return Fitted(model.eval(), vocab, words, result)
+    serving, serving_result = None, None
+    if cfg.refit_for_serving:
+        # the served lists predict past each user's newest event, so the serving model learns from every
+        # event: same recipe from the same initialisation, for the epochs validation chose, no holdout
+        full = rec_sequences(sequences, item_tokens, cfg.data, held_out=False)
+        refit_rng = np.random.default_rng(cfg.trainer.seed)
+        torch.manual_seed(cfg.trainer.seed)
+        serving = SeqModel(model_cfg)
+        if content:
+            set_catalog(serving, vocab, codes, np.asarray(item_content, dtype=np.float32))
+        serving_result = train(serving, lambda e: epoch_sequences(full, item_tokens, item_words, vocab, cfg.data, refit_rng),
+                               None, cfg.trainer, softmax_groups=vocab.softmax_groups(), stop_after=result.best_epoch + 1)
+        serving.eval()
+    return Fitted(model.eval(), vocab, words, result, serving, serving_result)

@@ -94,13 +94,15 @@ def rec_windows(prefix: np.ndarray, max_history: int) -> list[np.ndarray]:
         end = start + 1
 
 
-def rec_sequences(sequences: list[np.ndarray], item_tokens: np.ndarray, cfg: SeqDataConfig) -> TokenSequences:
-    """Training windows of the recommendation task from the leave-one-out training prefixes."""
+def rec_sequences(sequences: list[np.ndarray], item_tokens: np.ndarray, cfg: SeqDataConfig,
+                  held_out: bool = True) -> TokenSequences:
+    """Training windows of the recommendation task from the leave-one-out training prefixes (held_out)
+    or from the whole sequences (the serving refit)."""
     L = item_tokens.shape[1]
     lw = _level_weight_row(L, cfg.level_weights)
     toks, ws = [], []
     for seq in sequences:
-        prefix, _, _ = split_sequence(np.asarray(seq), cfg.max_history)
+        prefix = split_sequence(np.asarray(seq), cfg.max_history)[0] if held_out else np.asarray(seq)
         for win in rec_windows(prefix, cfg.max_history):
             t = history_tokens(win, item_tokens)
             w = np.zeros(len(t), dtype=np.float32)

@@ -122,12 +122,18 @@ def _save_curves(history: list[dict], path: str) -> None:
 def train(
     model: SeqModel,
     epoch_data: Callable[[int], TokenSequences],
-    validate: Callable[[SeqModel], dict],
+    validate: Callable[[SeqModel], dict] | None,
     cfg: TrainConfig,
     out_dir: str | None = None,
     softmax_groups: tuple[int, ...] | None = None,
+    stop_after: int | None = None,
 ) -> TrainResult:
-    """Train in place; on return `model` holds the best (by `cfg.monitor`) weights."""
+    """Train in place; on return `model` holds the best (by `cfg.monitor`) weights.
+
+    validate=None with stop_after=N: a refit with the epoch count chosen earlier on validation; it runs
+    N epochs of the same learning-rate schedule (planned over cfg.epochs) and keeps the last weights."""
+    if validate is None and not stop_after:
+        raise ValueError("training without validation needs stop_after (the epochs chosen on validation)")
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)
@@ -178,12 +184,18 @@ def train(
             if (time.time() - t0) / 60 > cfg.max_minutes:
                 timed_out = True
                 break
-        metrics = validate(model)
+        metrics = validate(model) if validate is not None else {}
         row = {"epoch": epoch, "train_loss": loss_sum / max(1, n_seq), **metrics,
                "minutes": (time.time() - t0) / 60}
         result.history.append(row)
         if cfg.progress:
             print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+        if validate is None:
+            result.best_epoch = epoch
+            if epoch + 1 >= stop_after or timed_out:
+                result.stopped = "refit epochs" if not timed_out else "time budget"
+                break
+            continue
         val = metrics[cfg.monitor]
         better = best_val is None or (val > best_val if cfg.monitor_mode == "max" else val < best_val)
         if better:
