@@ -94,10 +94,13 @@ def _png_bar(metrics: pd.DataFrame, anchors: Mapping[str, Mapping[str, float]], 
     metrics = with_segment(metrics)
     test = metrics[(metrics["k"] == k) & (metrics["split"] == "test")]
     segments = _segments(test) or ["all"]
+    order = {key: i for i, key in enumerate(dict.fromkeys(zip(test["dataset"], test["model"])))}
     fig, axes = plt.subplots(len(segments), 2, figsize=(10, 4 * len(segments)), squeeze=False)
     for row, segment in zip(axes, segments):
         for ax, metric in zip(row, ("recall", "ndcg")):
             sel = test[(test["metric"] == metric) & (test["segment"] == segment)]
+            rank = [order[key] for key in zip(sel["dataset"], sel["model"])]  # same model order in every panel
+            sel = sel.iloc[sorted(range(len(sel)), key=rank.__getitem__)]
             names = [f"{r.model} ({r.dataset})" for r in sel.itertuples()]
             values = list(sel["value"])
             colors = ["tab:blue"] * len(values)
