@@ -134,8 +134,9 @@ def test_metrics_table_from_before_segments_is_migrated(spark, tmp_path, backend
     ctx = make_context("evaluate", cfg, spark)
     _write_inputs(ctx, spark)
     legacy = dataclasses.replace(METRICS, schema=pa.schema([f for f in METRICS.schema if f.name != "segment"]))
-    old = [("r0", "mini", "genrec", "test", "recall", 10, 0.125, "h0", "2024-05-01"),
-           ("r0", "mini", "genrec", "test", "users", None, 4.0, "h0", "2024-05-01")]
+    day = dt.date(2024, 5, 1) if pa.types.is_date(METRICS.schema.field("run_date").type) else "2024-05-01"
+    old = [("r0", "mini", "genrec", "test", "recall", 10, 0.125, "h0", day),
+           ("r0", "mini", "genrec", "test", "users", None, 4.0, "h0", day)]
     ctx.store.write(spark.createDataFrame(old, spark_schema(legacy)), legacy,
                     replace_partitions=[{"run_date": "2024-05-01"}])
     run_recorded(ctx, run_evaluate)
