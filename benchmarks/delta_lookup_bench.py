@@ -54,8 +54,8 @@ def build(spark, store, n_rows: int, n_files: int):
     return store.write(df, RECOMMENDATIONS, replace_partitions=[PART])
 
 
-def files_admitting(path: str, user: str) -> tuple[int, int]:
-    """(data files of the partition whose user_id stats admit `user`, data files of the partition)."""
+def files_admitting(path: str, user: str) -> tuple[int, int, int]:
+    """(data files of the partition whose user_id stats admit `user`, data files of the partition, their bytes)."""
     import pyarrow as pa
     from deltalake import DeltaTable
 
@@ -63,7 +63,7 @@ def files_admitting(path: str, user: str) -> tuple[int, int]:
     for k, v in PART.items():
         adds = adds[adds[f"partition.{k}"] == v]
     hit = (adds["min.user_id"] <= user) & (adds["max.user_id"] >= user)
-    return int(hit.sum()), len(adds)
+    return int(hit.sum()), len(adds), int(adds["size_bytes"].sum())
 
 
 def lookup_delta_rs(path: str, users: list[str]) -> dict:
@@ -112,7 +112,10 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--files", type=int, default=16, help="files the (unclustered) write produces")
     ap.add_argument("--backend", choices=["native", "delta_rs"], default="delta_rs")
-    ap.add_argument("--target-file-mb", type=float, default=8.0, help="OPTIMIZE target file size")
+    ap.add_argument("--target-file-mb", type=float, default=64.0, help="OPTIMIZE target file size "
+                    "(lakehouse.optimize_target_file_mb)")
+    ap.add_argument("--row-group-mb", type=float, default=0.5, help="row groups of the optimized files "
+                    "(lakehouse.optimize_row_group_mb)")
     ap.add_argument("--lookups", type=int, default=15)
     ap.add_argument("--dir", default="/tmp/genrec-delta-lookup-bench")
     args = ap.parse_args()
@@ -133,9 +136,11 @@ def main() -> None:
     after = DeltaStore(spark, f"{args.dir}/after", delta_mode=args.backend)
     t0 = time.perf_counter()
     opt = after.optimize(RECOMMENDATIONS, zorder_by=["user_id"], partitions=[PART],
-                         target_file_bytes=int(args.target_file_mb * 2**20))
+                         target_file_bytes=int(args.target_file_mb * 2**20),
+                         row_group_bytes=int(args.row_group_mb * 2**20))
     print(f"z-ordered by user_id through {after.backend}: {opt.files_removed} files -> {opt.files_added} "
-          f"(target {args.target_file_mb} MB, {time.perf_counter() - t0:.0f}s)", flush=True)
+          f"(target {args.target_file_mb} MB, row groups {args.row_group_mb} MB, "
+          f"{time.perf_counter() - t0:.0f}s)", flush=True)
     spark.stop()
 
     rng = random.Random(0)
@@ -144,9 +149,8 @@ def main() -> None:
     results = {}
     for label, store in (("before", before), ("after", after)):
         path = store.path(RECOMMENDATIONS)
-        size = sum(os.path.getsize(p) for p in glob.glob(f"{path}/**/*.parquet", recursive=True)
-                   if "_delta_log" not in p)
         opened = [files_admitting(path, u) for u in users]
+        size = opened[0][2]  # the live files of the snapshot (replaced ones stay on disk until VACUUM)
         lookup_delta_rs(path, users[:2])  # warm-up (page cache, imports)
         lookup_duckdb(con, path, users[:2])
         results[label] = {"files": max(o[0] for o in opened), "of_files": opened[0][1], "table_bytes": size,

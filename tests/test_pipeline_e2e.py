@@ -35,9 +35,10 @@ def _run(cfg, spark, stage):
     return ctx
 
 
-# Columns that name a run rather than its results (ids, clocks, hashes of a config that differs in
-# lakehouse.delta_mode): left out when the two backends' tables are compared.
-VOLATILE = {"run_id", "generated_at", "updated_at", "started_at", "seconds", "config_hash"}
+# Columns that name a run rather than its results (ids, clocks, versions stamped with the time, hashes
+# of a config that differs in lakehouse.delta_mode): left out when the two backends' tables are compared.
+VOLATILE = {"run_id", "generated_at", "updated_at", "started_at", "seconds", "config_hash", "model_version",
+            "codebook_version"}
 DIGESTS: dict[str, dict] = {}
 
 

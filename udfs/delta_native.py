@@ -133,8 +133,10 @@ class NativeDeltaStore(DeltaStore):
             for k, v in old.items():
                 conf.unset(k) if v is None else conf.set(k, v)
 
-    def optimize(self, spec, zorder_by=(), partitions=None, target_file_bytes=None) -> OptimizeResult:
-        """`OPTIMIZE <table> [WHERE <partitions>] [ZORDER BY (<cols>)]` in one commit."""
+    def optimize(self, spec, zorder_by=(), partitions=None, target_file_bytes=None,
+                 row_group_bytes=None) -> OptimizeResult:
+        """`OPTIMIZE <table> [WHERE <partitions>] [ZORDER BY (<cols>)]` in one commit (file size:
+        spark.databricks.delta.optimize.maxFileSize, row groups: parquet.block.size, for this call)."""
         table = self._delta_table(spec)
         if table is None:
             raise FileNotFoundError(f"table {spec.name} does not exist at {self.path(spec)}")
@@ -143,6 +145,8 @@ class NativeDeltaStore(DeltaStore):
                     self._metadata_json({"genrec.table": spec.name, "genrec.txn": txn})}
         if target_file_bytes:
             settings["spark.databricks.delta.optimize.maxFileSize"] = str(int(target_file_bytes))
+        if row_group_bytes:  # session SQL conf reaches the Hadoop conf the Parquet writer reads
+            settings["parquet.block.size"] = str(int(row_group_bytes))
         with self._session_conf(settings):
             builder = table.optimize()
             if partitions:

@@ -176,8 +176,12 @@ class DeltaRsStore(DeltaStore):
         return self._table(spec).version()
 
     # ------------------------------------------------------------------ layout and retention
-    def optimize(self, spec, zorder_by=(), partitions=None, target_file_bytes=None) -> OptimizeResult:
-        """delta-rs `optimize.z_order` (or `compact` without columns), one commit per listed partition."""
+    def optimize(self, spec, zorder_by=(), partitions=None, target_file_bytes=None,
+                 row_group_bytes=None) -> OptimizeResult:
+        """delta-rs `optimize.z_order` (or `compact` without columns), one commit per listed partition;
+        row groups sized in rows from the partition's bytes per row."""
+        from deltalake import WriterProperties
+
         table = self._table(spec)
         if table is None:
             raise FileNotFoundError(f"table {spec.name} does not exist at {self.path(spec)}")
@@ -186,7 +190,15 @@ class DeltaRsStore(DeltaStore):
         version = None
         for flt in filters:
             table = self._table(spec)
-            kwargs = dict(partition_filters=flt, target_size=target_file_bytes,
+            props = None
+            if row_group_bytes:
+                files = pa.table(table.get_add_actions(flatten=True)).to_pandas()
+                for k, op, v in flt or []:
+                    files = files[files[f"partition.{k}"].astype(str) == v]
+                if len(files) and files["num_records"].sum():
+                    per_row = files["size_bytes"].sum() / files["num_records"].sum()
+                    props = WriterProperties(max_row_group_size=max(1024, int(row_group_bytes / per_row)))
+            kwargs = dict(partition_filters=flt, target_size=target_file_bytes, writer_properties=props,
                           commit_properties=CommitProperties(custom_metadata={"genrec.table": spec.name},
                                                              max_commit_retries=self.commit_retries))
             metrics = (table.optimize.z_order(list(zorder_by), **kwargs) if zorder_by

@@ -269,11 +269,12 @@ class DeltaStore:
         raise NotImplementedError
 
     def optimize(self, spec: "TableSpec", zorder_by: list[str] | tuple[str, ...] = (),
-                 partitions: list[dict[str, str]] | None = None,
-                 target_file_bytes: int | None = None) -> OptimizeResult:
-        """Compact (and with `zorder_by`, cluster) the files of `partitions` (all when None) in one
-        commit per call, so a reader looking up a few `zorder_by` values opens few files. Rows and
-        versions readers see do not change (OPTIMIZE commits carry dataChange=false)."""
+                 partitions: list[dict[str, str]] | None = None, target_file_bytes: int | None = None,
+                 row_group_bytes: int | None = None) -> OptimizeResult:
+        """Compact (and with `zorder_by`, cluster) the files of `partitions` (all when None), so a reader
+        looking up a few `zorder_by` values opens few files, and inside them (Parquet row groups of about
+        `row_group_bytes`, with min/max statistics) reads few bytes. The rows readers see do not change
+        (OPTIMIZE commits carry dataChange=false)."""
         raise NotImplementedError
 
     def vacuum(self, spec: "TableSpec", retention_hours: float, dry_run: bool = False) -> VacuumResult:
