@@ -85,7 +85,7 @@ def _for_tonights_catalog(ctx: JobContext, bundle):
     from genrec_model.catalog.sid_codes import level_sizes_of
     from genrec_model.data.schemas import CATALOG, ITEM_EMBEDDINGS, ITEM_SIDS
     from genrec_model.model.sid_vocab import SidVocab
-    from udfs.sequence_fns import item_content, item_table
+    from udfs.sequence_fns import issued_codes, item_content, item_table
 
     items = item_table(ctx.read(ITEM_SIDS), ctx.read(CATALOG))
     if items["codebook_version"].iloc[0] != bundle.manifest["codebook_version"]:
@@ -94,7 +94,7 @@ def _for_tonights_catalog(ctx: JobContext, bundle):
                            "retrain on the current SIDs (nothing was exported)")
     codes = np.stack(items["codes"].to_numpy()).astype(np.int64)
     trained = bundle.vocab.level_sizes
-    sizes = level_sizes_of(np.vstack([codes, bundle.codes]), trained[0])
+    sizes = level_sizes_of(np.vstack([issued_codes(ctx.read(ITEM_SIDS)), bundle.codes]), trained[0])
     vocab = SidVocab(tuple(sizes), task_tokens=bundle.vocab.task_tokens, n_extra=bundle.vocab.n_extra)
     if tuple(sizes[:-1]) != tuple(trained[:-1]):
         raise RuntimeError(f"semantic level sizes {sizes[:-1]} differ from training's {list(trained[:-1])}")

@@ -40,7 +40,8 @@ def run(ctx: JobContext) -> None:
             f"model {version} was trained on codebook {manifest['codebook_version']!r} but item_sids holds "
             f"{in_use}: retrain and export the model on the current SIDs (nothing was written)")
     export_ids, export_codes, seen = read_export_items(onnx_dir)  # a content model: tonight's catalog at export
-    current = {r[0] for r in sids.select("item_id").collect()}
+    # tonight's items: in the catalog and coded (item_sids also keeps retired items' reserved SIDs)
+    current = {r[0] for r in sids.join(ctx.read(CATALOG).select("item_id"), on="item_id").select("item_id").collect()}
     keep = np.isin(export_ids, list(current))
     item_ids, codes, seen = export_ids[keep], export_codes[keep], seen[keep]
     not_exported = len(current - set(export_ids))

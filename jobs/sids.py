@@ -99,8 +99,12 @@ def run(ctx: JobContext) -> None:
            if existing is not None else None)
     assignment = assign_sids(sem, semantic["item_id"].tolist(), frozen.codebook_size, cfg.scheme,
                              cfg.prefix_levels, old)
-    out = pd.DataFrame({"item_id": semantic["item_id"], "codes": [c.astype(np.int32) for c in assignment.codes],
-                        "sid": [sid_string(c) for c in assignment.codes],
+    # items that left the catalog keep their row: an issued SID stays reserved and never names another
+    # item while this codebook version is in use (readers take the catalog's items, udfs/sequence_fns)
+    retired = sorted(set(old or {}) - set(semantic["item_id"]))
+    ids = semantic["item_id"].tolist() + retired
+    codes = [c.astype(np.int32) for c in assignment.codes] + [np.asarray(old[i], np.int32) for i in retired]
+    out = pd.DataFrame({"item_id": ids, "codes": codes, "sid": [sid_string(c) for c in codes],
                         "codebook_version": manifest["version"], "scheme": cfg.scheme})
     if out["sid"].duplicated().any():
         raise RuntimeError("SID collision after resolution: refusing to write")
@@ -111,7 +115,7 @@ def run(ctx: JobContext) -> None:
                         "genrec.level_sizes": ",".join(map(str, assignment.level_sizes))})
     stats = sid_stats(sem, frozen.codebook_size)
     ctx.counts.update({
-        "items": len(out), "items_new_codes": assignment.n_new, "items_stale_prefix": assignment.n_stale,
+        "items": len(semantic), "items_retired_reserved": len(retired), "items_new_codes": assignment.n_new, "items_stale_prefix": assignment.n_stale,
         "collision_rate_before_dedup": stats.collision_rate, "unique_semantic_tuples": stats.n_unique_tuples,
         "dedup_digits": stats.n_dedup_digits, "assign_seconds": assign_seconds,
         "assign_items_per_s": len(out) / max(assign_seconds, 1e-9), "codebook_reused": float(report is None),

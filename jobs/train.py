@@ -25,12 +25,12 @@ def run(ctx: JobContext) -> None:
     from genrec_model.data.splits import cold_item_mask
     from genrec_model.model.fit import fit_generator
     from genrec_model.model.model_store import save_model
-    from udfs.sequence_fns import item_content, item_table, user_sequences
+    from udfs.sequence_fns import issued_codes, item_content, item_table, user_sequences
 
     cfg = ctx.cfg.train
     catalog_items = item_table(ctx.read(ITEM_SIDS), ctx.read(CATALOG))
     all_codes = np.stack(catalog_items["codes"].to_numpy()).astype(np.int64)
-    level_sizes = level_sizes_of(all_codes, _codebook_size(ctx, catalog_items))
+    level_sizes = level_sizes_of(issued_codes(ctx.read(ITEM_SIDS)), _codebook_size(ctx, catalog_items))
     # cold-start protocol: withheld items are not part of training at all (as if they arrived tonight);
     # the inner join in user_sequences drops their events
     cold = cold_item_mask(catalog_items["item_id"], ctx.cfg.data.cold_item_share, ctx.cfg.data.cold_seed)

@@ -8,14 +8,22 @@ import pyarrow.dataset as pads
 
 
 def item_table(item_sids, catalog) -> pd.DataFrame:
-    """(item_id, codes, codebook_version, title) sorted by item_id: row number = item index."""
+    """(item_id, codes, codebook_version, title) of the catalog's items, sorted by item_id: row number =
+    item index. item_sids also keeps retired items (their SIDs stay reserved); they are not in the table."""
     sids = item_sids.select("item_id", "codes", "codebook_version")
     titles = catalog.select("item_id", "title")
-    items = sids.join(titles, on="item_id", how="left").toPandas()  # one small row per item
+    items = sids.join(titles, on="item_id", how="inner").toPandas()  # one small row per item
     versions = items["codebook_version"].unique()
     if len(versions) != 1:
         raise RuntimeError(f"item_sids holds codebook versions {list(versions)}; rerun the sids stage")
     return items.sort_values("item_id", kind="stable").reset_index(drop=True)
+
+
+def issued_codes(item_sids) -> np.ndarray:
+    """(N, L) every code tuple issued under the current codebook, retired items' included: what the
+    vocabulary's level sizes must cover (catalog.sid_codes.level_sizes_of)."""
+    rows = item_sids.select("codes").toPandas()["codes"]
+    return np.stack(rows.to_numpy()).astype(np.int64)
 
 
 def item_content(item_embeddings, item_ids) -> np.ndarray:
