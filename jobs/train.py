@@ -56,7 +56,7 @@ def run(ctx: JobContext) -> None:
     save_model(ctx.cfg.artifact_path("models"), version, fitted.model, fitted.vocab,
                items["item_id"].to_numpy(), codes, manifest, fitted.serving_model)
     ctx.counts.update({"users": len(sequences), "items": len(items), "cold_items_withheld": int(cold.sum()),
-                       "params": fitted.model.num_params(), "precision": res.precision,
+                       "params": fitted.model.num_params(), "bf16": float(res.precision == "bf16"),
                        "train_minutes": res.minutes, "best_epoch": res.best_epoch,
                        **{f"valid_{k}": v for k, v in res.best_metrics.items()}})
     log_event("train", "model", version=version, path=out_dir, valid=json.dumps(res.best_metrics))
