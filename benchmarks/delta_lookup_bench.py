@@ -112,10 +112,10 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--files", type=int, default=16, help="files the (unclustered) write produces")
     ap.add_argument("--backend", choices=["native", "delta_rs"], default="delta_rs")
-    ap.add_argument("--target-file-mb", type=float, default=64.0, help="OPTIMIZE target file size "
+    ap.add_argument("--target-file-mb", type=float, default=1.0, help="OPTIMIZE target file size "
                     "(lakehouse.optimize_target_file_mb)")
-    ap.add_argument("--row-group-mb", type=float, default=0.5, help="row groups of the optimized files "
-                    "(lakehouse.optimize_row_group_mb)")
+    ap.add_argument("--row-group-mb", type=float, default=0.0, help="row groups of the optimized files "
+                    "(lakehouse.optimize_row_group_mb; 0: writer default)")
     ap.add_argument("--lookups", type=int, default=15)
     ap.add_argument("--dir", default="/tmp/genrec-delta-lookup-bench")
     args = ap.parse_args()
@@ -137,7 +137,7 @@ def main() -> None:
     t0 = time.perf_counter()
     opt = after.optimize(RECOMMENDATIONS, zorder_by=["user_id"], partitions=[PART],
                          target_file_bytes=int(args.target_file_mb * 2**20),
-                         row_group_bytes=int(args.row_group_mb * 2**20))
+                         row_group_bytes=int(args.row_group_mb * 2**20) or None)
     print(f"z-ordered by user_id through {after.backend}: {opt.files_removed} files -> {opt.files_added} "
           f"(target {args.target_file_mb} MB, row groups {args.row_group_mb} MB, "
           f"{time.perf_counter() - t0:.0f}s)", flush=True)

@@ -44,9 +44,10 @@ class LakehouseConfig:
     # Layout for readers: after a job writes one of these tables, the partitions it wrote are Z-ordered
     # by the listed columns (OPTIMIZE ... ZORDER BY natively, optimize.z_order on delta-rs). {} = off.
     zorder: dict[str, list[str]] = field(default_factory=lambda: {"recommendations": ["user_id"]})
-    optimize_target_file_mb: int = 64
-    # Parquet row groups of the optimized files: a single-user lookup reads about one of them.
-    optimize_row_group_mb: float = 0.5
+    # Z-order range-partitions rows into files of about this size (rows inside a file are not sorted),
+    # so a single-user lookup reads about one file: small files for a lookup-served table.
+    optimize_target_file_mb: float = 1.0
+    optimize_row_group_mb: float | None = None   # Parquet row groups of the optimized files; null: writer default
     # Retention: after a successful run, VACUUM the tables it wrote, deleting data files that no version
     # younger than this needs (time travel further back stops working). null = never vacuum.
     vacuum_retention_hours: float | None = 168.0

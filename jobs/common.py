@@ -98,9 +98,11 @@ class JobContext:
         self.outputs[spec.name] = result.version
         zorder = self.cfg.lakehouse.zorder.get(spec.name)
         if zorder:  # cluster what was just written for its readers (e.g. one user's list at a time)
+            lake = self.cfg.lakehouse
             opt = self.store.optimize(spec, zorder_by=zorder, partitions=kwargs.get("replace_partitions"),
-                                      target_file_bytes=self.cfg.lakehouse.optimize_target_file_mb * 2**20,
-                                      row_group_bytes=int(self.cfg.lakehouse.optimize_row_group_mb * 2**20))
+                                      target_file_bytes=int(lake.optimize_target_file_mb * 2**20),
+                                      row_group_bytes=int(lake.optimize_row_group_mb * 2**20)
+                                      if lake.optimize_row_group_mb else None)
             log_event(self.job, "optimized", table=spec.name, zorder_by=",".join(zorder), version=opt.version,
                       files_removed=opt.files_removed, files_added=opt.files_added)
         return result
