@@ -112,7 +112,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--files", type=int, default=16, help="files the (unclustered) write produces")
     ap.add_argument("--backend", choices=["native", "delta_rs"], default="delta_rs")
-    ap.add_argument("--target-file-mb", type=float, default=1.0, help="OPTIMIZE target file size "
+    ap.add_argument("--target-file-mb", type=float, default=0.5, help="OPTIMIZE target file size "
                     "(lakehouse.optimize_target_file_mb)")
     ap.add_argument("--row-group-mb", type=float, default=0.0, help="row groups of the optimized files "
                     "(lakehouse.optimize_row_group_mb; 0: writer default)")

@@ -46,7 +46,7 @@ class LakehouseConfig:
     zorder: dict[str, list[str]] = field(default_factory=lambda: {"recommendations": ["user_id"]})
     # Z-order range-partitions rows into files of about this size (rows inside a file are not sorted),
     # so a single-user lookup reads about one file: small files for a lookup-served table.
-    optimize_target_file_mb: float = 1.0
+    optimize_target_file_mb: float = 0.5
     optimize_row_group_mb: float | None = None   # Parquet row groups of the optimized files; null: writer default
     # Retention: after a successful run, VACUUM the tables it wrote, deleting data files that no version
     # younger than this needs (time travel further back stops working). null = never vacuum.

@@ -44,7 +44,7 @@ DIGESTS: dict[str, dict] = {}
 
 def _digest(cfg, name):
     """Row count and a hash of the table's sorted rows (volatile columns dropped), plus its layout."""
-    table = DeltaTable(cfg.table_path(name))
+    table = DeltaTable(os.path.join(cfg.lakehouse_root(), name))
     df = table.to_pandas()
     df = df[[c for c in df.columns if c not in VOLATILE]]
     rows = sorted(json.dumps(r, sort_keys=True, default=str) for r in df.to_dict("records"))
