@@ -80,14 +80,17 @@ def test_spark_submit_ingest_on_standalone_cluster(tmp_path):
 
         jars = delta_jars()
         assert any("delta-spark_" in os.path.basename(j) for j in jars), "run scripts/setup_env.sh (fetches .jars)"
-        submit = subprocess.run(
-            [os.path.join(spark_home, "bin", "spark-submit"), "--master", master_url,
-             "--jars", ",".join(jars), "--conf", f"spark.sql.extensions={DELTA_EXTENSION}",
-             "--conf", f"spark.sql.catalog.spark_catalog={DELTA_CATALOG}",
-             "--conf", "spark.executor.memory=512m", "--conf", "spark.executor.cores=1",
-             "--conf", f"spark.pyspark.python={sys.executable}", "--driver-memory", "1g",
-             str(REPO / "jobs" / "ingest.py"), "--conf", str(conf)],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=420)
+        submit_log = tmp_path / "submit.log"  # the driver's log: on a timeout it shows the step it was in
+        with open(submit_log, "w") as err:
+            submit = subprocess.run(
+                [os.path.join(spark_home, "bin", "spark-submit"), "--master", master_url,
+                 "--jars", ",".join(jars), "--conf", f"spark.sql.extensions={DELTA_EXTENSION}",
+                 "--conf", f"spark.sql.catalog.spark_catalog={DELTA_CATALOG}",
+                 "--conf", "spark.executor.memory=512m", "--conf", "spark.executor.cores=1",
+                 "--conf", f"spark.pyspark.python={sys.executable}", "--driver-memory", "1g",
+                 str(REPO / "jobs" / "ingest.py"), "--conf", str(conf)],
+                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=err, text=True, timeout=900)
+        submit.stderr = submit_log.read_text()
         assert submit.returncode == 0, submit.stderr[-4000:]
         lake = tmp_path / "lake"
         catalog = DeltaTable(str(lake / "catalog")).to_pandas()
