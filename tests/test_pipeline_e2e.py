@@ -145,7 +145,8 @@ def test_category_fusion_and_unconstrained_variants(pipeline, spark):
     m = _table(cfg, "metrics")
     test = m[m["split"] == "test"].set_index(["model", "metric", "k"])["value"]
     ild = "intra_list_diversity"
-    assert test[("genrec-diverse", ild, 10)] >= test[("genrec", ild, 10)]
+    # the Spark average may sum lists in another order: equal lists can differ in the last bit
+    assert test[("genrec-diverse", ild, 10)] >= test[("genrec", ild, 10)] - 1e-12
     recs = _table(cfg, "recommendations")
     free = recs[(recs["model"] == "genrec-free") & (recs["split"] == "test")]
     catalog = set(_table(cfg, "catalog")["item_id"])
