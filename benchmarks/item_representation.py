@@ -51,6 +51,7 @@ def main() -> None:
     ap.add_argument("--conf", default="conf/beauty.yaml")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--users", type=int, default=3000, help="validation users ranked per model")
+    ap.add_argument("--reps", nargs="+", default=["free", "content"], choices=["free", "content"])
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     cfg = load_config(args.conf, args.overrides)
@@ -66,7 +67,7 @@ def main() -> None:
     print(f"items {len(items)} (cold {cold.sum()}), users {len(seqs)}, validation users ranked {len(vt)} "
           f"(cold {seg['cold'].sum()}), epochs {args.epochs}", flush=True)
     rows = []
-    for rep in ("free", "content"):
+    for rep in args.reps:
         fit_cfg = replace(cfg.train, item_representation=rep, refit_for_serving=False,
                           trainer=replace(cfg.train.trainer, epochs=args.epochs, progress=False))
         t0 = time.process_time()
@@ -97,6 +98,8 @@ def main() -> None:
                         item_level_per_step=hi - lo)
         print(pd.DataFrame(rows).to_string(index=False), flush=True)
     table = pd.DataFrame(rows)
+    if len(args.reps) < 2:
+        return
     wide = table.pivot(index="items", columns="segment", values="R@10")
     print(f"valid_R@10 free all/warm/cold={wide.loc['free', 'all']:.4f}/{wide.loc['free', 'warm']:.4f}/"
           f"{wide.loc['free', 'cold']:.4f} content={wide.loc['content', 'all']:.4f}/{wide.loc['content', 'warm']:.4f}/"

@@ -118,21 +118,26 @@ def test_shared_prefix_step_matches_kv_cached_forward():
         next_pos = next_pos + 1
 
 
+@pytest.mark.parametrize("codebooks", [0, 3])
 @torch.no_grad()
-def test_content_model_scores_new_items_and_materializes_exactly():
+def test_content_model_scores_new_items_and_materializes_exactly(codebooks):
+    from genrec_model.catalog.product_quantizer import fit_product_quantizer
     from genrec_model.model.item_content import item_level, materialize, set_catalog
     from genrec_model.model.sid_vocab import SidVocab
 
     vocab = SidVocab((4, 6))  # level 0: 4 codes, level 1: item tokens 0..5
     lo, hi = item_level(vocab)
     cfg = SeqModelConfig(vocab_size=vocab.vocab_size, n_layer=1, n_head=2, d_model=16, d_ff=32, dropout=0.0,
-                         item_content_dim=5, item_tokens=(lo, hi))
+                         item_content_dim=6, item_tokens=(lo, hi), item_codebooks=codebooks, item_codebook_size=2)
     torch.manual_seed(0)
     m = SeqModel(cfg).eval()
     assert m.wte.weight.shape[0] == vocab.vocab_size - (hi - lo)  # no per-item parameters
     rng = np.random.default_rng(0)
     codes = np.array([[0, 0], [1, 1], [1, 2], [3, 4]])  # item tokens 0, 1, 2, 4 (3 and 5 name no item)
-    content = rng.normal(size=(4, 5)).astype(np.float32)
+    content = rng.normal(size=(4, 6)).astype(np.float32)
+    centroids = torch.from_numpy(fit_product_quantizer(content, codebooks, 2)) if codebooks else None
+    if codebooks:
+        m.set_quantizer(centroids)
     set_catalog(m, vocab, codes, content)
     x = torch.tensor([[1, vocab.level_range(0)[0] + 1, lo + 1]])
     logits, _, _ = m(x)
@@ -140,11 +145,11 @@ def test_content_model_scores_new_items_and_materializes_exactly():
     # tonight's catalog has a new item (token 6): a bigger item level, scored from its content alone
     tonight = SidVocab((4, 7))
     codes2 = np.vstack([codes, [[2, 6]]])
-    content2 = np.vstack([content, rng.normal(size=(1, 5)).astype(np.float32)])
+    content2 = np.vstack([content, rng.normal(size=(1, 6)).astype(np.float32)])
     plain = materialize(m, tonight, codes2, content2)
-    set_catalog(m2 := SeqModel(replace(cfg, vocab_size=tonight.vocab_size, item_tokens=item_level(tonight))).eval(),
-                tonight, codes2, content2)
-    m2.load_state_dict(m.state_dict())
+    m2 = SeqModel(replace(cfg, vocab_size=tonight.vocab_size, item_tokens=item_level(tonight))).eval()
+    m2.load_state_dict(m.state_dict())  # the quantizer travels with the weights
+    set_catalog(m2, tonight, codes2, content2)
     want, _, _ = m2(x)
     got, _, _ = plain(x)
     assert torch.allclose(got, want, atol=1e-5)

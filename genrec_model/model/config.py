@@ -27,6 +27,12 @@ class SeqModelConfig:
     # fit_generator sets it (train.item_representation=content) and `item_tokens`, the [start, end) ids.
     item_content_dim: int = 0
     item_tokens: tuple[int, int] = (0, 0)
+    # Content item encoder: the sum of `item_codebooks` code embeddings, one per product-quantization
+    # subspace of the text embedding (catalog/product_quantizer.py; 0 = none), plus, with item_text_mlp,
+    # an MLP of the text embedding itself. Parameters: item_codebooks * item_codebook_size * d_model.
+    item_codebooks: int = 0
+    item_codebook_size: int = 256
+    item_text_mlp: bool = True
     logit_bias: bool = False  # a constant (V,) output bias (a content model materialized for export)
 
     @property

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from genrec_model.catalog.product_quantizer import fit_product_quantizer
 from genrec_model.decode.beam_search import decode
 from genrec_model.decode.config import BeamSearchConfig
 from genrec_model.decode.trie import SidTrie, build_trie
@@ -85,9 +86,20 @@ def fit_generator(sequences: list[np.ndarray], codes: np.ndarray, level_sizes: l
     model_cfg = replace(cfg.model, vocab_size=vocab.vocab_size, max_positions=max_positions)
     if content:
         model_cfg = replace(model_cfg, item_content_dim=int(item_content.shape[1]), item_tokens=item_level(vocab))
-    model = SeqModel(model_cfg)
-    if content:
-        set_catalog(model, vocab, codes, np.asarray(item_content, dtype=np.float32))
+    centroids = None
+    if content and cfg.model.item_codebooks:  # the content codes: fit on the training catalog only
+        centroids = torch.from_numpy(fit_product_quantizer(item_content, cfg.model.item_codebooks,
+                                                           cfg.model.item_codebook_size, seed=cfg.trainer.seed))
+
+    def new_model() -> SeqModel:
+        m = SeqModel(model_cfg)
+        if centroids is not None:
+            m.set_quantizer(centroids)
+        if content:
+            set_catalog(m, vocab, codes, np.asarray(item_content, dtype=np.float32))
+        return m
+
+    model = new_model()
     result = train(model, epoch_data, validate, cfg.trainer, out_dir=out_dir, softmax_groups=vocab.softmax_groups())
     serving, serving_result = None, None
     if cfg.refit_for_serving:
@@ -96,9 +108,7 @@ def fit_generator(sequences: list[np.ndarray], codes: np.ndarray, level_sizes: l
         full = rec_sequences(sequences, item_tokens, cfg.data, held_out=False)
         refit_rng = np.random.default_rng(cfg.trainer.seed)
         torch.manual_seed(cfg.trainer.seed)
-        serving = SeqModel(model_cfg)
-        if content:
-            set_catalog(serving, vocab, codes, np.asarray(item_content, dtype=np.float32))
+        serving = new_model()
         serving_result = train(serving, lambda e: epoch_sequences(full, item_tokens, item_words, vocab, cfg.data, refit_rng),
                                None, cfg.trainer, softmax_groups=vocab.softmax_groups(), stop_after=result.best_epoch + 1)
         serving.eval()

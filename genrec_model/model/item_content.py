@@ -45,13 +45,13 @@ def materialize(model: SeqModel, vocab: SidVocab, codes: np.ndarray, item_conten
         raise ValueError(f"item level starts at {lo} in this vocabulary, at {model.cfg.item_tokens[0]} in training: "
                          "the semantic levels changed (another codebook?)")
     content, valid = content_by_token(codes, item_content, vocab)
-    items = model.item_encoder(torch.from_numpy(content))
+    items = model.item_embeddings(torch.from_numpy(content))
     items[~torch.from_numpy(valid)] = 0.0
     w = model.wte.weight
     plain = SeqModel(replace(model.cfg, vocab_size=vocab.vocab_size, item_content_dim=0, item_tokens=(0, 0),
-                             logit_bias=True))
+                             item_codebooks=0, logit_bias=True))
     state = {k: v for k, v in model.state_dict().items()
-             if not k.startswith("item_encoder.") and k not in ("wte.weight", "item_content", "item_bias")}
+             if not k.startswith(("item_encoder.", "item_code_emb.")) and k not in ("wte.weight", "item_centroids")}
     state["wte.weight"] = torch.cat([w[:lo], items, w[lo:]], 0)
     bias = torch.zeros(vocab.vocab_size)
     bias[lo:hi][~torch.from_numpy(valid)] = NO_ITEM_LOGIT

@@ -137,8 +137,21 @@ class SeqModel(nn.Module):
         self.ln_f = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
         self.lm_head = None
         if cfg.item_content_dim:
-            self.item_encoder = nn.Sequential(nn.Linear(cfg.item_content_dim, cfg.d_model), nn.GELU(approximate="tanh"),
-                                              nn.Linear(cfg.d_model, cfg.d_model))
+            if not (cfg.item_text_mlp or cfg.item_codebooks):
+                raise ValueError("a content item encoder needs item_text_mlp and/or item_codebooks")
+            if cfg.item_text_mlp:
+                self.item_encoder = nn.Sequential(nn.Linear(cfg.item_content_dim, cfg.d_model),
+                                                  nn.GELU(approximate="tanh"), nn.Linear(cfg.d_model, cfg.d_model))
+            if cfg.item_codebooks:
+                if cfg.item_content_dim % cfg.item_codebooks:
+                    raise ValueError(f"item_codebooks={cfg.item_codebooks} must divide the content width "
+                                     f"{cfg.item_content_dim}")
+                k, m = cfg.item_codebook_size, cfg.item_codebooks
+                self.item_code_emb = nn.Embedding(m * k, cfg.d_model)
+                # the quantizer is part of the model (fit on the training catalog, applied to new items)
+                self.register_buffer("item_centroids", torch.zeros(m, k, cfg.item_content_dim // m))
+                self.register_buffer("item_codes", torch.zeros(n_items, m, dtype=torch.long), persistent=False)
+                self.register_buffer("code_offsets", torch.arange(m) * k, persistent=False)
             # content per item token and -inf logit bias for tokens that name no item: data, not weights
             self.register_buffer("item_content", torch.zeros(n_items, cfg.item_content_dim), persistent=False)
             self.register_buffer("item_bias", torch.zeros(n_items), persistent=False)
@@ -148,16 +161,40 @@ class SeqModel(nn.Module):
             self.register_buffer("logit_bias", torch.zeros(cfg.vocab_size))
         self._table_cache: torch.Tensor | None = None
         self.apply(self._init_weights)
+        if cfg.item_content_dim and cfg.item_codebooks:  # a sum of M codes starts at the scale of one token
+            nn.init.normal_(self.item_code_emb.weight, mean=0.0, std=0.02 / math.sqrt(cfg.item_codebooks))
         for name, p in self.named_parameters():  # GPT-2 scaled init of residual projections
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    def set_quantizer(self, centroids: torch.Tensor) -> None:
+        """Product-quantizer centroids (item_codebooks, item_codebook_size, d / item_codebooks), fit on the
+        training catalog's content before training (catalog/product_quantizer.py)."""
+        self.item_centroids.copy_(centroids)
 
     def set_items(self, content: torch.Tensor, valid: torch.Tensor) -> None:
         """Content vectors (n_item_tokens, item_content_dim) of the item tokens and which tokens name an
         item (bool); the others can never be a target or an output."""
         self.item_content = content.to(self.item_content)
         self.item_bias = torch.where(valid.to(torch.bool), 0.0, NO_ITEM_LOGIT).to(self.item_bias)
+        if self.cfg.item_codebooks:
+            self.item_codes = self.content_codes(self.item_content)
         self._table_cache = None
+
+    def content_codes(self, content: torch.Tensor) -> torch.Tensor:
+        from genrec_model.catalog.product_quantizer import pq_encode
+
+        if not bool(self.item_centroids.abs().sum() > 0):
+            raise ValueError("content model: set_quantizer() before set_items() (no product quantizer yet)")
+        return pq_encode(content, self.item_centroids)
+
+    def item_embeddings(self, content: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, D) item-token embeddings from content (N, item_content_dim) (and its codes, when known)."""
+        out = self.item_encoder(content) if self.cfg.item_text_mlp else 0.0
+        if self.cfg.item_codebooks:
+            codes = self.content_codes(content) if codes is None else codes
+            out = out + F.embedding_bag(codes + self.code_offsets, self.item_code_emb.weight, mode="sum")
+        return out
 
     def train(self, mode: bool = True):
         self._table_cache = None
@@ -175,7 +212,8 @@ class SeqModel(nn.Module):
             return self._table_cache
         lo = self.cfg.item_tokens[0]
         w = self.wte.weight
-        table = torch.cat([w[:lo], self.item_encoder(self.item_content), w[lo:]], 0)
+        items = self.item_embeddings(self.item_content, self.item_codes if self.cfg.item_codebooks else None)
+        table = torch.cat([w[:lo], items, w[lo:]], 0)
         if not torch.is_grad_enabled() and not self.training:
             self._table_cache = table
         return table
