@@ -74,3 +74,23 @@ def test_adaptive_weights_exact():
     logp = np.array([[LN(0.5), LN(0.5)], [0.0, LN(1e-300)], [LN(0.7), -np.inf]])
     w = adaptive_weights(logp, 0.4)
     np.testing.assert_allclose(w, [0.4, 0.0, 0.0], atol=1e-12)
+
+
+def test_new_item_slots_go_to_the_best_new_items_not_seen_and_not_already_listed():
+    items = np.array([[0, 1, 2, 3, 4, 5], [0, 9, 1, 2, 3, 4]])
+    scores = np.log(np.array([[.3, .2, .1, .05, .04, .03]] * 2))
+    new = (np.array([[9, 7, 8], [9, -1, -1]]), np.log(np.array([[.02, .01, .005], [.2, 1, 1]])))
+    hist = [np.array([7]), np.array([5])]
+    r = recommend(items, scores, hist, np.ones(10), ServingConfig(top_k=4, new_item_share=0.5), new=new)
+    # user 0: the head keeps the model's top 2; slots 3-4 take new items 9 and 8 (7 is in the history)
+    np.testing.assert_array_equal(r.items[0], [0, 1, 9, 8])
+    # user 1: its only new item is already in the head, so the list's own items keep the slots
+    np.testing.assert_array_equal(r.items[1], [0, 9, 1, 2])
+    assert r.from_model.all()
+    plain = recommend(items, scores, hist, np.ones(10), ServingConfig(top_k=4), new=new)
+    np.testing.assert_array_equal(plain.items[0], [0, 1, 2, 3])  # share 0: the search result is ignored
+
+
+def test_new_item_share_is_validated():
+    with pytest.raises(ValueError):
+        ServingConfig(new_item_share=1.5)

@@ -33,6 +33,8 @@ class Decoder:
     item_ids: np.ndarray         # (N,) item_id per index
     index: dict                  # item_id -> index
     max_history: int
+    new_trie: object = None      # trie of the items the model never saw in training (reserved slots)
+    new_index: np.ndarray | None = None  # new-trie item index -> item index
 
 
 @dataclass(frozen=True)
@@ -42,20 +44,28 @@ class DecodeInputs:
     beam: BeamSearchConfig
     serving: ServingConfig
     categories: np.ndarray | None = None  # (N,) category code per item index (category prior)
+    new_item_beam: BeamSearchConfig | None = None  # search of the new items (serving.new_item_share > 0)
 
 
 _DECODERS: dict[tuple, Decoder] = {}
 
 
 def build_decoder(onnx_dir: str, item_ids: np.ndarray, codes: np.ndarray, max_history: int, threads: int,
-                  use_gpu: bool | None, codebook_version: str) -> Decoder:
+                  use_gpu: bool | None, codebook_version: str, seen: np.ndarray | None = None) -> Decoder:
+    """seen (N,) bool: the item was in the model's training catalog; the others get their own trie, searched
+    for the reserved new-item slots."""
     from genrec_model.decode.ort_step import load_step_model
 
     step_model = load_step_model(onnx_dir, OrtConfig(intra_op_threads=threads, use_gpu=use_gpu),
                                  expected_codebook_version=codebook_version)
     vocab = SidVocab.from_dict(step_model.manifest["vocab"])
+    new_trie, new_index = None, None
+    if seen is not None and not np.all(seen):
+        new_index = np.flatnonzero(~np.asarray(seen, dtype=bool))
+        new_trie = build_trie(codes[new_index], list(vocab.level_sizes))
     return Decoder(step_model, build_trie(codes, list(vocab.level_sizes)), vocab.level_starts,
-                   vocab.codes_to_tokens(codes), item_ids, {i: n for n, i in enumerate(item_ids)}, max_history)
+                   vocab.codes_to_tokens(codes), item_ids, {i: n for n, i in enumerate(item_ids)}, max_history,
+                   new_trie, new_index)
 
 
 def recommend_users(users: pd.DataFrame, dec: Decoder, inputs: DecodeInputs) -> pd.DataFrame:
@@ -69,10 +79,17 @@ def recommend_users(users: pd.DataFrame, dec: Decoder, inputs: DecodeInputs) -> 
     n_cand = inputs.beam.top_k
     items = np.full((len(users), n_cand), -1, dtype=np.int64)
     scores = np.full((len(users), n_cand), -np.inf)
+    new = None
     if decodable:
         toks = [history_tokens(recent[n], dec.item_tokens) for n in decodable]
         items[decodable], scores[decodable] = decode(dec.step_model, dec.trie, dec.level_starts, toks, inputs.beam)
-    recs = recommend(items, scores, histories, inputs.popularity, inputs.serving, inputs.categories)
+        if inputs.serving.new_item_share > 0 and dec.new_trie is not None and inputs.new_item_beam is not None:
+            n_new = inputs.new_item_beam.top_k
+            new = (np.full((len(users), n_new), -1, dtype=np.int64), np.full((len(users), n_new), -np.inf))
+            found, found_scores = decode(dec.step_model, dec.new_trie, dec.level_starts, toks, inputs.new_item_beam)
+            new[0][decodable] = np.where(found >= 0, dec.new_index[np.maximum(found, 0)], -1)
+            new[1][decodable] = found_scores
+    recs = recommend(items, scores, histories, inputs.popularity, inputs.serving, inputs.categories, new)
     out = []
     for u in range(len(users)):
         row = [{"item_id": str(dec.item_ids[i]), "score": float(s), "rank": r + 1}
@@ -83,7 +100,7 @@ def recommend_users(users: pd.DataFrame, dec: Decoder, inputs: DecodeInputs) -> 
 
 
 def make_recommend_fn(decoder_key: str, onnx_dir: str, item_ids: np.ndarray, codes: np.ndarray, max_history: int,
-                      use_gpu: bool | None, codebook_version: str, inputs: DecodeInputs):
+                      use_gpu: bool | None, codebook_version: str, inputs: DecodeInputs, seen: np.ndarray | None = None):
     """mapInPandas body; `decoder_key` names the decoder ("<model version>:<export>:<run id>"), so the worker
     keeps it across the run's splits and dates (the evaluation export and the serving refit side by side)
     and drops a previous run's."""
@@ -96,7 +113,7 @@ def make_recommend_fn(decoder_key: str, onnx_dir: str, item_ids: np.ndarray, cod
             for old in [k for k in _DECODERS if k[0].rsplit(":", 1)[-1] != run]:  # another run's models
                 del _DECODERS[old]
             _DECODERS[key] = build_decoder(onnx_dir, item_ids, codes, max_history, task_cores(), use_gpu,
-                                           codebook_version)
+                                           codebook_version, seen)
         for pdf in batches:
             yield recommend_users(pdf, _DECODERS[key], inputs)
     return recommend_partition

@@ -15,9 +15,13 @@ class ServingConfig:
     category_penalty: float = 0.5  # category prior factor per already placed item of the same category
     popularity_alpha: float = 1.0  # add-alpha smoothing of the popularity prior
     fill_with_popular: bool = True  # complete lists shorter than top_k with popular unseen items
+    # TIGER's cold-start protocol: round(new_item_share * top_k) slots of each list are kept for the best
+    # items the model never saw in training (a second constrained search over them); 0 = no reservation
+    new_item_share: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.top_k < 1 or not 0.0 <= self.fusion_weight <= 1.0 or not 0.0 < self.category_penalty <= 1.0:
+        if (self.top_k < 1 or not 0.0 <= self.fusion_weight <= 1.0 or not 0.0 < self.category_penalty <= 1.0
+                or not 0.0 <= self.new_item_share <= 1.0):
             raise ValueError(f"invalid serving config {self}")
         if self.prior not in ("popularity", "category"):
             raise ValueError(f"prior must be 'popularity' or 'category', got {self.prior!r}")
@@ -30,6 +34,7 @@ class RecommendConfig:
     beam_width: int = 20
     candidates: int = 20              # decoded items per user before seen-item filtering (<= beam_width)
     users_per_call: int = 8           # users per onnxruntime call (x beam rows)
+    new_item_beam: int = 10           # beam (and candidates) of the new-item search (serving.new_item_share)
     constrained: bool = True          # False: no trie (ablation); non-catalog SIDs decode to no item
     serving: ServingConfig = field(default_factory=ServingConfig)
     # serve: next items after the whole history; test / valid: with the last / last two items held

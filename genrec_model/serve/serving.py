@@ -80,6 +80,29 @@ def rerank_category(model_logp: np.ndarray, cats: np.ndarray, w: float, penalty:
     return np.array(placed, dtype=np.int64)
 
 
+def reserve_new_items(items: np.ndarray, scores: np.ndarray, new_items: np.ndarray, new_scores: np.ndarray,
+                      histories: Sequence[np.ndarray], n_slots: int, filter_seen: bool) -> None:
+    """In place on ranked lists items/scores (U, K): the last `n_slots` positions go to the user's best new
+    items (new_items/new_scores (U, C), best first, -1 padded) that are not already higher in the list;
+    when a user has fewer, the list's own items keep those positions."""
+    k = items.shape[1]
+    head = k - n_slots
+    for u in range(items.shape[0]):
+        top = items[u, :head]
+        ok = (new_items[u] >= 0) & np.isfinite(new_scores[u]) & ~np.isin(new_items[u], top)
+        if filter_seen:
+            ok &= ~np.isin(new_items[u], np.asarray(histories[u]))
+        picked = np.flatnonzero(ok)[:n_slots]
+        if not len(picked):
+            continue
+        tail = [(i, s) for i, s in zip(items[u, head:], scores[u, head:]) if i >= 0 and i not in new_items[u, picked]]
+        fill = [(int(new_items[u, j]), float(new_scores[u, j])) for j in picked] + tail
+        fill = fill[:n_slots]
+        items[u, head:], scores[u, head:] = -1, -np.inf
+        items[u, head:head + len(fill)] = [i for i, _ in fill]
+        scores[u, head:head + len(fill)] = [s for _, s in fill]
+
+
 def recommend(
     decoded_items: np.ndarray,
     decoded_scores: np.ndarray,
@@ -87,9 +110,12 @@ def recommend(
     popularity: np.ndarray,
     cfg: ServingConfig = ServingConfig(),
     categories: np.ndarray | None = None,
+    new: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Recommendations:
     """decoded (U, C) item indices / log-probs, best first (C >= top_k leaves room for filtering);
-    histories: per user item indices (unknown items = -1); popularity (N,) counts; categories (N,) ints."""
+    histories: per user item indices (unknown items = -1); popularity (N,) counts; categories (N,) ints;
+    new: (items, log-probs) (U, C2) of the search over items the model never saw in training, for the
+    slots `cfg.new_item_share` reserves."""
     items = np.asarray(decoded_items, dtype=np.int64).copy()
     logp = np.asarray(decoded_scores, dtype=np.float64).copy()
     n_users, k = items.shape[0], cfg.top_k
@@ -117,6 +143,9 @@ def recommend(
         valid = np.isfinite(top)
         out_items[:, : order.shape[1]] = np.where(valid, np.take_along_axis(items, order, axis=1), -1)
         out_scores[:, : order.shape[1]] = np.where(valid, top, -np.inf)
+    n_new = int(round(cfg.new_item_share * k))
+    if n_new and new is not None:
+        reserve_new_items(out_items, out_scores, new[0], new[1], histories, n_new, cfg.filter_seen)
     from_model = out_items >= 0
     popular = np.argsort(-log_prior, kind="stable")
     short = (~from_model).any(axis=1) & (fallback | cfg.fill_with_popular)
