@@ -77,11 +77,13 @@ class GenrecConfig:
     run_id: str = ""                  # empty = generated per run
 
     def __post_init__(self) -> None:
+        from genrec_model.data.schemas import run_date_value  # the one parser of run dates (strict ISO)
+
         for name in ("run_date", "start_date", "end_date"):
             value = getattr(self, name)
             if value:
                 try:
-                    dt.date.fromisoformat(value)
+                    run_date_value(value)
                 except ValueError as e:
                     raise ValueError(f"{name}={value!r} is not a YYYY-MM-DD date") from e
         if bool(self.start_date) != bool(self.end_date):

@@ -54,7 +54,7 @@ def run(ctx: JobContext) -> None:
         frames.append(pd.DataFrame({"user_id": [user_ids[u] for u in users], "recs": recs,
                                     "is_fallback": False if fallback is None else fallback,
                                     "model_version": version, "codebook_version": None, "generated_at": now,
-                                    "run_date": ctx.run_date, "split": split, "model": model}))
+                                    "run_date": ctx.run_day, "split": split, "model": model}))
 
     if "popularity" in cfg.models:
         for split in splits:

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from genrec_model.config import GenrecConfig, load_config
 from genrec_model.config_loader import ConfigError
-from genrec_model.data.schemas import JOB_RUNS, TABLES, TableSpec
+from genrec_model.data.schemas import JOB_RUNS, TABLES, TableSpec, run_date_value
 
 log = logging.getLogger("genrec")
 
@@ -85,13 +85,34 @@ class JobContext:
     inputs: dict[str, int] = field(default_factory=dict)
     outputs: dict[str, int] = field(default_factory=dict)
     counts: dict[str, float] = field(default_factory=dict)
+    migrated: set[str] = field(default_factory=set)  # tables brought to the declared schema in this run
+
+    @property
+    def run_day(self):
+        """`run_date` as the value of the tables' run_date columns (a `datetime.date`)."""
+        return run_date_value(self.run_date)
 
     def read(self, spec: TableSpec, version: int | None = None):
         df, version = self.store.read(spec, version)
         self.inputs[spec.name] = version
         return df
 
+    def migrate(self, spec: TableSpec) -> dict[str, int]:
+        """Bring an existing table to its declared schema (udfs/table_migrations.py), once per run: every
+        write of a job goes through here first. Counts land in `migrated.<table>.<what>`."""
+        if spec.name in self.migrated:
+            return {}
+        from udfs.table_migrations import migrate_table
+
+        done = migrate_table(self.store, spec, self.metadata())
+        self.migrated.add(spec.name)
+        for what, n in done.items():
+            self.counts[f"migrated.{spec.name}.{what}"] = n
+            log_event(self.job, "migrated", table=spec.name, migration=what, n=n)
+        return done
+
     def write(self, df, spec: TableSpec, **kwargs):
+        self.migrate(spec)
         meta = {"genrec.run_id": self.run_id, "genrec.job": self.job, "genrec.run_date": self.run_date,
                 "genrec.config_hash": self.cfg.config_hash(), **kwargs.pop("metadata", {})}
         result = self.store.write(df, spec, metadata=meta, **kwargs)
@@ -148,8 +169,12 @@ def run_recorded(ctx: JobContext, body) -> None:
         raise
     finally:
         seconds = time.perf_counter() - t0
+        try:  # before the row is built, so this run's row counts the migration too
+            ctx.migrate(JOB_RUNS)
+        except Exception as e:  # noqa: BLE001 - the append below then fails and is logged as well
+            log.error("could not migrate job_runs: %s", e)
         row = pa.Table.from_pylist([{
-            "run_id": ctx.run_id, "job": ctx.job, "run_date": ctx.run_date, "dataset": ctx.cfg.data.dataset,
+            "run_id": ctx.run_id, "job": ctx.job, "run_date": ctx.run_day, "dataset": ctx.cfg.data.dataset,
             "config_hash": ctx.cfg.config_hash(), "status": status, "started_at": started, "seconds": seconds,
             "inputs": list(ctx.inputs.items()), "outputs": list(ctx.outputs.items()),
             "counts": [(k, float(v)) for k, v in ctx.counts.items()], "error": error}], schema=JOB_RUNS.schema)

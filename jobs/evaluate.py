@@ -18,16 +18,13 @@ def run(ctx: JobContext) -> None:
 
     from udfs.eval_fns import (beyond_accuracy, by_segment, category_level, cold_item_share, ranking_metrics,
                                target_ranks, target_segments, within_list_length)
-    from udfs.metrics_migration import migrate_metrics_segment
     from udfs.split_fns import heldout_targets
 
     cfg = ctx.cfg.evaluate
     share, seed = ctx.cfg.data.cold_item_share, ctx.cfg.data.cold_seed
     segmented = share > 0
-    migrated = migrate_metrics_segment(ctx.store, ctx.metadata())  # a table from before the segment column
-    if migrated:
-        ctx.counts["metrics_migrated_run_dates"] = len(migrated)
-    recs = ctx.read(RECOMMENDATIONS).where((F.col("run_date") == ctx.run_date)
+    ctx.migrate(METRICS)  # a table from before the segment column or the run_date type: before the work
+    recs = ctx.read(RECOMMENDATIONS).where((F.col("run_date") == F.lit(ctx.run_day))
                                            & F.col("split").isin(list(cfg.splits))).cache()
     if recs.limit(1).count() == 0:
         raise RuntimeError(f"no recommendations for run_date={ctx.run_date} and splits {list(cfg.splits)}: "
@@ -50,9 +47,9 @@ def run(ctx: JobContext) -> None:
     metrics = within_list_length(recs, metrics)
     out = metrics.select(F.lit(ctx.run_id).alias("run_id"), F.lit(ctx.cfg.data.dataset).alias("dataset"),
                          "model", "split", "segment", "metric", "k", "value",
-                         F.lit(ctx.cfg.config_hash()).alias("config_hash"), F.lit(ctx.run_date).alias("run_date"))
+                         F.lit(ctx.cfg.config_hash()).alias("config_hash"), F.lit(ctx.run_day).alias("run_date"))
     ctx.write(out, METRICS, replace_partitions=[{"run_date": ctx.run_date}])
-    rows = (ctx.read(METRICS).where(F.col("run_date") == ctx.run_date)
+    rows = (ctx.read(METRICS).where(F.col("run_date") == F.lit(ctx.run_day))
             .orderBy("model", "split", "segment", "metric", "k"))
     for r in rows.collect():
         seg = "" if r["segment"] == "all" else f".{r['segment']}"  # `all` keeps the pre-segment keys

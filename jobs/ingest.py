@@ -34,11 +34,11 @@ def run(ctx: JobContext) -> None:
     catalog_written = ctx.write(catalog, CATALOG)
     inter_written = ctx.write(interactions, INTERACTIONS)
     rejects = item_rejects.unionByName(inter_rejects).select(
-        F.lit(ctx.run_id).alias("run_id"), "source", "reason", "record", F.lit(ctx.run_date).alias("run_date"))
+        F.lit(ctx.run_id).alias("run_id"), "source", "reason", "record", F.lit(ctx.run_day).alias("run_date"))
     rejects_written = ctx.write(rejects, REJECTS, replace_partitions=[{"run_date": ctx.run_date}])
 
     reasons = {r["reason"]: r["n"] for r in
-               ctx.store.read(REJECTS, rejects_written.version)[0].where(F.col("run_date") == ctx.run_date)
+               ctx.store.read(REJECTS, rejects_written.version)[0].where(F.col("run_date") == F.lit(ctx.run_day))
                .groupBy("source", "reason").agg(F.count("*").alias("n")).select(
                    F.concat_ws(".", "source", "reason").alias("reason"), "n").collect()}
     item_rej = sum(v for k, v in reasons.items() if k.startswith("catalog."))

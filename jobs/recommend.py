@@ -23,6 +23,7 @@ from jobs.common import JobContext, Progress, log_event, main_for
 def run(ctx: JobContext) -> None:
     from pyspark.sql import functions as F
 
+    from genrec_model.data.schemas import run_date_value
     from genrec_model.decode.config import BeamSearchConfig
     from genrec_model.model.artifacts import read_export, read_export_items, read_model
     from udfs.recommend_fns import OUT_DDL, DecodeInputs, make_recommend_fn, popularity_of
@@ -58,6 +59,7 @@ def run(ctx: JobContext) -> None:
                        "cover every item of item_sids at export time)")
     progress = Progress("recommend", "run_date", len(ctx.cfg.run_dates()))
     for run_date in ctx.cfg.run_dates():
+        day = run_date_value(run_date)  # the value of the run_date column
         t1 = time.perf_counter()
         generated_at = dt.datetime.now(dt.timezone.utc)
         as_of = run_date if ctx.cfg.start_date else None
@@ -72,7 +74,7 @@ def run(ctx: JobContext) -> None:
             parts.append(recs.select(
                 "user_id", "recs", "is_fallback", F.lit(version).alias("model_version"),
                 F.lit(manifest["codebook_version"]).alias("codebook_version"),
-                F.lit(generated_at).alias("generated_at"), F.lit(run_date).alias("run_date"),
+                F.lit(generated_at).alias("generated_at"), F.lit(day).alias("run_date"),
                 F.lit(split).alias("split"), F.lit(cfg.model_name).alias("model")))
         out = parts[0]
         for p in parts[1:]:
@@ -83,7 +85,7 @@ def run(ctx: JobContext) -> None:
                            metadata={"genrec.model_version": version,
                                      "genrec.codebook_version": manifest["codebook_version"]})
         seconds = time.perf_counter() - t1
-        written = ctx.store.read(RECOMMENDATIONS, result.version)[0].where(F.col("run_date") == run_date)
+        written = ctx.store.read(RECOMMENDATIONS, result.version)[0].where(F.col("run_date") == F.lit(day))
         fallback = written.where("is_fallback").count()
         unseen_slots = _slots_with(ctx, written, item_ids[~seen])
         prefix = "" if len(ctx.cfg.run_dates()) == 1 else f"{run_date}."

@@ -27,7 +27,7 @@ def run(ctx: JobContext) -> None:
 
     from genrec_model.evaluation.report import write_report
 
-    metrics = ctx.read(METRICS).where(F.col("run_date") == ctx.run_date).toPandas()
+    metrics = ctx.read(METRICS).where(F.col("run_date") == F.lit(ctx.run_day)).toPandas()
     if metrics.empty:
         raise RuntimeError(f"no metrics for run_date={ctx.run_date}: run `evaluate` first")
     # per segment (all | warm | cold under the cold-start protocol): tables and plots split by it

@@ -41,6 +41,7 @@ def test_yaml_and_overrides_are_typed(tmp_path):
     ("nosuchsection.x=1", "unknown config key(s) nosuchsection"),
     ("data.format=parquet", "data.format: expected one of"),
     ("run_date=2024-13-01", "is not a YYYY-MM-DD date"),
+    ("run_date=2024-W01-1", "is not a YYYY-MM-DD date"),  # Python accepts ISO week dates; run dates do not
     ("start_date=2024-01-05", "start_date and end_date go together"),
     ("spark", "must look like key=value"),
     ("train.trainer.epoch=5", "unknown config key(s) train.trainer.epoch"),

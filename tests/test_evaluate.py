@@ -25,6 +25,7 @@ HISTORIES = {"u1": ["a", "b", "c"], "u2": ["b", "c", "d", "a"], "u3": ["c", "a"]
 CATS = {"a": ["x"], "b": ["x"], "c": ["y"], "d": []}
 TEST_LISTS = {"u1": ["c", "a", "d"], "u2": ["b", "d", "a"], "u3": ["b", "d", "c"]}  # u4 has no list: a miss
 VALID_LISTS = {"u1": ["b", "c", "d"], "u2": ["c", "d", "a"], "u4": ["b", "a", "d"]}
+DAY = dt.date(2024, 6, 1)  # the run_date of the configs below
 
 
 def test_evaluate_matches_reference(spark, tmp_path):
@@ -36,7 +37,7 @@ def test_evaluate_matches_reference(spark, tmp_path):
     ctx.store.write(spark.createDataFrame(inter, spark_schema(INTERACTIONS)), INTERACTIONS)
     ctx.store.write(spark.createDataFrame([(i, i, None, c, None, None, "h") for i, c in CATS.items()],
                                           spark_schema(CATALOG)), CATALOG)
-    recs = [(u, [(it, -float(r), r + 1) for r, it in enumerate(lst)], False, "m1", "cb", now, "2024-06-01", split,
+    recs = [(u, [(it, -float(r), r + 1) for r, it in enumerate(lst)], False, "m1", "cb", now, DAY, split,
              "genrec") for split, lists in (("test", TEST_LISTS), ("valid", VALID_LISTS)) for u, lst in lists.items()]
     ctx.store.write(spark.createDataFrame(recs, spark_schema(RECOMMENDATIONS)), RECOMMENDATIONS,
                     replace_partitions=[{"run_date": "2024-06-01", "split": s, "model": "genrec"}
@@ -64,7 +65,7 @@ def test_evaluate_matches_reference(spark, tmp_path):
     cat_index = np.array([0, 0, 1, -1])  # a,b -> x, c -> y, d -> none (left out of pairs)
     lists = np.array([[index[i] if CATS[i] else -1 for i in lst] for lst in TEST_LISTS.values()])
     assert test[("intra_list_diversity", 3)] == pytest.approx(intra_list_diversity(lists, cat_index))
-    assert set(got["run_date"]) == {"2024-06-01"}
+    assert set(got["run_date"]) == {DAY}  # a date (Arrow date32), not text
     assert not (got["k"] == 5).any()  # lists hold 3 items: nothing is reported past that
     assert set(got["segment"]) == {"all"}  # no withheld items: no warm / cold rows
 
@@ -75,7 +76,7 @@ def _write_inputs(ctx, spark):
     ctx.store.write(spark.createDataFrame(inter, spark_schema(INTERACTIONS)), INTERACTIONS)
     ctx.store.write(spark.createDataFrame([(i, i, None, c, None, None, "h") for i, c in CATS.items()],
                                           spark_schema(CATALOG)), CATALOG)
-    recs = [(u, [(it, -float(r), r + 1) for r, it in enumerate(lst)], False, "m1", "cb", now, "2024-06-01", split,
+    recs = [(u, [(it, -float(r), r + 1) for r, it in enumerate(lst)], False, "m1", "cb", now, DAY, split,
              "genrec") for split, lists in (("test", TEST_LISTS), ("valid", VALID_LISTS)) for u, lst in lists.items()]
     ctx.store.write(spark.createDataFrame(recs, spark_schema(RECOMMENDATIONS)), RECOMMENDATIONS,
                     replace_partitions=[{"run_date": "2024-06-01", "split": s, "model": "genrec"}
@@ -134,13 +135,13 @@ def test_metrics_table_from_before_segments_is_migrated(spark, tmp_path, backend
     ctx = make_context("evaluate", cfg, spark)
     _write_inputs(ctx, spark)
     legacy = dataclasses.replace(METRICS, schema=pa.schema([f for f in METRICS.schema if f.name != "segment"]))
-    day = dt.date(2024, 5, 1) if pa.types.is_date(METRICS.schema.field("run_date").type) else "2024-05-01"
+    day = dt.date(2024, 5, 1)
     old = [("r0", "mini", "genrec", "test", "recall", 10, 0.125, "h0", day),
            ("r0", "mini", "genrec", "test", "users", None, 4.0, "h0", day)]
     ctx.store.write(spark.createDataFrame(old, spark_schema(legacy)), legacy,
                     replace_partitions=[{"run_date": "2024-05-01"}])
     run_recorded(ctx, run_evaluate)
-    assert ctx.counts["metrics_migrated_run_dates"] == 1
+    assert ctx.counts["migrated.metrics.segment_run_dates"] == 1
     got = DeltaTable(ctx.store.path(METRICS)).to_pandas()
     before = got[got["run_date"].astype(str) == "2024-05-01"]
     assert sorted(before["value"]) == [0.125, 4.0] and set(before["segment"]) == {"all"}
@@ -150,5 +151,5 @@ def test_metrics_table_from_before_segments_is_migrated(spark, tmp_path, backend
     assert df.where("segment IS NULL").count() == 0 and df.count() == len(got)
     again = make_context("evaluate", cfg, spark)
     run_recorded(again, run_evaluate)
-    assert "metrics_migrated_run_dates" not in again.counts
+    assert not any(k.startswith("migrated.") for k in again.counts)
     assert len(DeltaTable(ctx.store.path(METRICS)).to_pandas()) == len(got)

@@ -1,4 +1,6 @@
 """Ingest on small inline datasets with planted bad rows: exact accepted rows, exact rejects."""
+import datetime as dt
+
 import pytest
 from deltalake import DeltaTable
 
@@ -65,7 +67,7 @@ def test_movielens_csv_with_planted_bad_rows(spark, tmp_path):
         ("interactions", "duplicate_interaction"), ("interactions", "unknown_item"),
         ("interactions", "null_user_id"), ("interactions", "null_item_id"),
         ("interactions", "bad_timestamp"), ("interactions", "timestamp_out_of_range")])
-    assert set(rejects["run_id"]) == {ctx.run_id} and set(rejects["run_date"]) == {"2024-05-01"}
+    assert set(rejects["run_id"]) == {ctx.run_id} and set(rejects["run_date"]) == {dt.date(2024, 5, 1)}
     dup = rejects[rejects["reason"] == "duplicate_item_id"]["record"].item()
     assert '"title": "Heat duplicate"' in dup
     assert ctx.counts["raw_items"] == 5 == ctx.counts["catalog"] + ctx.counts["item_rejects"]

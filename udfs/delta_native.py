@@ -17,7 +17,7 @@ from contextlib import contextmanager
 import pyarrow as pa
 
 from udfs.delta_store import (ConcurrentWriteError, DeltaStore, OptimizeResult, VacuumResult, WriteResult,
-                              check_table_schema, replace_where_sql, spark_schema)
+                              check_table_schema, normalize_partitions, replace_where_sql, spark_schema)
 
 log = logging.getLogger("genrec.delta")
 
@@ -82,7 +82,7 @@ class NativeDeltaStore(DeltaStore):
             else:
                 writer = writer.mode("overwrite")
                 if spec.write_mode == "partition":
-                    writer = writer.option("replaceWhere", replace_where_sql(replace_partitions))
+                    writer = writer.option("replaceWhere", replace_where_sql(replace_partitions, spec))
             try:
                 writer.save(self.path(spec))
                 break
@@ -95,6 +95,34 @@ class NativeDeltaStore(DeltaStore):
         else:
             raise ConcurrentWriteError(f"table {spec.name}: commit lost to concurrent writers "
                                        f"{self.commit_retries + 1} times; nothing was written")
+        return self._result(spec, txn)
+
+    def _rewrite(self, df, spec, read_version: int, meta) -> WriteResult:
+        """`mode("overwrite")` with `overwriteSchema`: new rows, schema and partitioning in one commit; the
+        table's properties stay. Never retried: `df` was read from `read_version`, so a retry on a newer
+        snapshot would drop what was committed in between (the caller checks the committed version)."""
+        if self._delta_table(spec) is None:
+            raise FileNotFoundError(f"table {spec.name} does not exist at {self.path(spec)}: nothing to rewrite")
+        txn = uuid.uuid4().hex
+        writer = (df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+                  .option("userMetadata", self._metadata_json({**meta, "genrec.txn": txn})))
+        if spec.partition_by:
+            writer = writer.partitionBy(*spec.partition_by)
+        try:
+            writer.save(self.path(spec))
+        except Exception as e:
+            if _is_conflict(e):
+                raise ConcurrentWriteError(f"table {spec.name}: rewrite lost to a concurrent commit; nothing was "
+                                           f"written") from e
+            raise
+        return self._result(spec, txn)
+
+    def restore(self, spec, version: int) -> int:
+        self._delta_table(spec).restoreToVersion(version)
+        return self.version(spec)
+
+    def _result(self, spec, txn: str) -> WriteResult:
+        """The version, files and rows of the commit tagged `txn`, from its operation metrics."""
         commit = self._find_commit(spec, txn)
         metrics = commit["operationMetrics"] or {}
         files = metrics.get("numFiles", metrics.get("numAddedFiles"))
@@ -150,7 +178,7 @@ class NativeDeltaStore(DeltaStore):
         with self._session_conf(settings):
             builder = table.optimize()
             if partitions:
-                builder = builder.where(replace_where_sql(partitions))
+                builder = builder.where(replace_where_sql(normalize_partitions(spec, partitions), spec))
             out = builder.executeZOrderBy(*zorder_by) if zorder_by else builder.executeCompaction()
             metrics = out.select("metrics.numFilesAdded", "metrics.numFilesRemoved").first()
         added, removed = int(metrics[0] or 0), int(metrics[1] or 0)

@@ -24,8 +24,8 @@ from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from deltalake.schema import Schema as DeltaSchema
 from deltalake.transaction import AddAction, CommitProperties, RemoveAction, create_table_with_add_actions
 
-from udfs.delta_store import (ConcurrentWriteError, DeltaStore, OptimizeResult, VacuumResult,
-                              WriteResult, check_table_schema, nullable_arrow_schema, spark_schema)
+from udfs.delta_store import (ConcurrentWriteError, DeltaStore, OptimizeResult, VacuumResult, WriteResult,
+                              check_table_schema, normalize_partitions, nullable_arrow_schema, spark_schema)
 
 log = logging.getLogger("genrec.delta")
 
@@ -70,6 +70,12 @@ class DeltaRsStore(DeltaStore):
 
     # ------------------------------------------------------------------ write
     def _write(self, df, spec, replace_partitions, meta) -> WriteResult:
+        return self._staged(df, spec, replace_partitions,
+                            lambda actions: self._commit(spec, actions, replace_partitions, meta))
+
+    def _staged(self, df, spec, replace_partitions, commit) -> WriteResult:
+        """Spark writes `df` into a staging folder; its files move into the table and `commit(actions)`
+        commits them (returns the version). On any failure the moved files are deleted again."""
         table_uri = self.path(spec)
         fs, table_root = pafs.FileSystem.from_uri(table_uri)
         txn = uuid.uuid4().hex
@@ -97,7 +103,7 @@ class DeltaRsStore(DeltaStore):
                 num_rows += footer.num_rows
                 actions.append(AddAction(quote(rel, safe="/="), info.size, parts, int(time.time() * 1000), True,
                                          json.dumps(_file_stats(footer, data_schema))))
-            version = self._commit(spec, actions, replace_partitions, meta)
+            version = commit(actions)
         except BaseException:
             for path in moved:  # never referenced by the log: safe to drop
                 _try(lambda p=path: fs.delete_file(p))
@@ -105,6 +111,29 @@ class DeltaRsStore(DeltaStore):
         finally:
             _try(lambda: fs.delete_dir(staging))
         return WriteResult(spec.name, version, len(actions), num_rows)
+
+    def _rewrite(self, df, spec, read_version: int, meta) -> WriteResult:
+        """An overwrite commit carrying the new schema (delta-rs keeps the table's id, name, description,
+        properties and partition columns), committed only as `read_version + 1`: no retry, no rebase."""
+        table = self._table(spec, read_version)
+        if table is None:
+            raise FileNotFoundError(f"table {spec.name} does not exist at {self.path(spec)}: nothing to rewrite")
+
+        def commit(actions):
+            try:
+                table.create_write_transaction(
+                    actions, "overwrite", nullable_arrow_schema(spec.schema), list(spec.partition_by) or None,
+                    commit_properties=CommitProperties(custom_metadata=meta, max_commit_retries=0))
+            except CommitFailedError as e:
+                raise ConcurrentWriteError(f"table {spec.name}: version {read_version + 1} was committed by another "
+                                           f"writer; the rewrite of version {read_version} wrote nothing") from e
+            return read_version + 1
+        return self._staged(df, spec, None, commit)
+
+    def restore(self, spec, version: int) -> int:
+        self._table(spec).restore(version, commit_properties=CommitProperties(
+            custom_metadata={"genrec.table": spec.name}, max_commit_retries=0))
+        return self._table(spec).version()
 
     def _commit(self, spec, actions: list[AddAction], replace_partitions, meta) -> int:
         props = CommitProperties(custom_metadata=meta, max_commit_retries=self.commit_retries)
@@ -185,7 +214,8 @@ class DeltaRsStore(DeltaStore):
         table = self._table(spec)
         if table is None:
             raise FileNotFoundError(f"table {spec.name} does not exist at {self.path(spec)}")
-        filters = ([[(k, "=", str(v)) for k, v in p.items()] for p in partitions] if partitions else [None])
+        filters = ([[(k, "=", v) for k, v in p.items()] for p in normalize_partitions(spec, partitions)]
+                   if partitions else [None])
         removed = added = 0
         version = None
         for flt in filters:
@@ -327,7 +357,7 @@ def _partition_values(rel_path: str) -> dict[str, str | None]:
 
 
 def _check_partition(spec, parts: dict, replace_partitions) -> None:
-    if spec.write_mode == "partition" and parts not in replace_partitions:
+    if spec.write_mode == "partition" and replace_partitions is not None and parts not in replace_partitions:
         raise ValueError(f"table {spec.name}: rows for partition {parts} outside the partitions being "
                          f"replaced {replace_partitions}")
 

@@ -167,10 +167,33 @@ def check_table_schema(spec: "TableSpec", path: str, have: list[tuple[str, str]]
                                   f"{sorted(want)}: migrate or write elsewhere")
 
 
-def replace_where_sql(partitions: list[dict[str, str]]) -> str:
-    def lit(v):
+def partition_value(spec: TableSpec, column: str, value) -> str:
+    """A partition value as Delta writes it in `partitionValues` (and in the folder name): the text both
+    backends compare. Date columns take a `datetime.date` or strict 'YYYY-MM-DD' text."""
+    if value is None:
+        raise ValueError(f"table {spec.name}: partition column {column} cannot be replaced with a null value")
+    if pa.types.is_date(spec.schema.field(column).type):
+        from genrec_model.data.schemas import run_date_value
+
+        return run_date_value(value).isoformat()  # the strict date parser (run_date is the only date column)
+    return str(value)
+
+
+def normalize_partitions(spec: TableSpec, partitions: list[dict] | None) -> list[dict[str, str]] | None:
+    """`replace_partitions` / `partitions` with every value as its Delta partition-value text."""
+    if partitions is None:
+        return None
+    return [{k: partition_value(spec, k, v) for k, v in p.items()} for p in partitions]
+
+
+def replace_where_sql(partitions: list[dict[str, str]], spec: TableSpec | None = None) -> str:
+    """The SQL predicate selecting `partitions` (the connector's replaceWhere, OPTIMIZE ... WHERE): typed
+    literals, `DATE'2024-01-01'` for date columns of `spec`, quoted strings otherwise."""
+    def lit(k, v):
+        if spec is not None and k in spec.schema.names and pa.types.is_date(spec.schema.field(k).type):
+            return f"DATE'{partition_value(spec, k, v)}'"
         return "'" + str(v).replace("'", "''") + "'"
-    return " OR ".join("(" + " AND ".join(f"`{k}` = {lit(v)}" for k, v in p.items()) + ")" for p in partitions)
+    return " OR ".join("(" + " AND ".join(f"`{k}` = {lit(k, v)}" for k, v in p.items()) + ")" for p in partitions)
 
 
 def resolve_backend(spark, delta_mode: str) -> str:
@@ -243,7 +266,8 @@ class DeltaStore:
 
         snapshot: replace the whole table. partition: replace exactly `replace_partitions`
         (e.g. [{"run_date": "2024-01-01"}]); rows outside them are an error, and a listed
-        partition with no rows ends up empty. append: add rows.
+        partition with no rows ends up empty. append: add rows. Partition values of date columns
+        (run_date) may be given as dates or 'YYYY-MM-DD' text.
         """
         if spec.write_mode == "partition":
             if not replace_partitions:
@@ -251,6 +275,7 @@ class DeltaStore:
             for part in replace_partitions:
                 if set(part) != set(spec.partition_by):
                     raise ValueError(f"table {spec.name}: replace_partitions entries need keys {spec.partition_by}")
+            replace_partitions = normalize_partitions(spec, replace_partitions)
         df = conform(df, spec)
         non_null = [f.name for f in spec.schema if not f.nullable]
         allowed = replace_partitions if spec.write_mode == "partition" else None
@@ -262,6 +287,29 @@ class DeltaStore:
         return result
 
     def _write(self, df, spec, replace_partitions, meta) -> WriteResult:
+        raise NotImplementedError
+
+    def rewrite(self, df, spec: TableSpec, *, read_version: int, metadata: dict[str, str] | None = None) -> WriteResult:
+        """Replace the whole table, rows AND schema, with `df` (conformed to `spec`) in one commit: the
+        schema migration primitive (the connector's `overwriteSchema`, delta-rs's overwrite with a new
+        schema). Table properties, partition columns and history are kept. `read_version` is the version
+        `df` was read from: delta-rs commits only right on top of it (ConcurrentWriteError otherwise);
+        on the connector the caller compares `WriteResult.version` with `read_version + 1`.
+        """
+        df = conform(df, spec)
+        non_null = [f.name for f in spec.schema if not f.nullable]
+        df = df.mapInArrow(_row_check_fn(spec.name, non_null), df.schema)
+        meta = {"genrec.table": spec.name, **(metadata or {})}
+        result = self._rewrite(df, spec, read_version, meta)
+        log.info("delta commit table=%s backend=%s version=%d files=%d rows=%d mode=rewrite", spec.name,
+                 self.backend, result.version, result.num_files, result.num_rows)
+        return result
+
+    def _rewrite(self, df, spec, read_version: int, meta) -> WriteResult:
+        raise NotImplementedError
+
+    def restore(self, spec: TableSpec, version: int) -> int:
+        """Commit the table's state (rows and schema) as of `version` as a new version; returns it."""
         raise NotImplementedError
 
     def append_rows(self, spec: "TableSpec", rows: pa.Table, metadata: dict[str, str] | None = None) -> int:

@@ -1,16 +1,43 @@
 """Every table genrec writes, declared once: name, Arrow schema, partitioning, write mode.
 
 The Delta layer enforces these on write (column set, order, types, nullability)
-and the readers of other stages rely on them. Timestamps are UTC microseconds.
+and the readers of other stages rely on them. Timestamps are UTC microseconds; `run_date` is a
+DATE (Arrow date32, Spark DateType, Delta `date`) wherever it appears. Run dates travel as
+'YYYY-MM-DD' text through configs, CLIs, logs and paths; `run_date_value` turns that text into the
+column value (the one place it is converted). Tables written while run_date was a string are
+rewritten once by the next job that writes them (udfs/table_migrations.py).
 """
 from __future__ import annotations
 
+import datetime as dt
+import re
 from dataclasses import dataclass
 from typing import Literal
 
 import pyarrow as pa
 
 TS = pa.timestamp("us", tz="UTC")
+RUN_DATE = pa.date32()  # the type of every run_date column
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def run_date_value(value: str | dt.date) -> dt.date:
+    """The `run_date` column value of a run date given as 'YYYY-MM-DD' text (config, CLI) or a date.
+
+    Strict: only the ISO calendar form is accepted ('2024-1-5', '20240105', datetimes are refused),
+    so a value never changes meaning between Spark, delta-rs and DuckDB.
+    """
+    if isinstance(value, dt.datetime):
+        raise TypeError(f"run_date must be a date or 'YYYY-MM-DD', not the datetime {value!r}")
+    if isinstance(value, dt.date):
+        return value
+    text = str(value)
+    if not _ISO_DATE.fullmatch(text):
+        raise ValueError(f"run_date {value!r} is not a YYYY-MM-DD date")
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as e:
+        raise ValueError(f"run_date {value!r} is not a YYYY-MM-DD date: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -70,7 +97,7 @@ REJECTS = TableSpec(
         _f("source", pa.string(), False),  # catalog | interactions
         _f("reason", pa.string(), False),
         _f("record", pa.string()),         # the raw input row as JSON
-        _f("run_date", pa.string(), False),
+        _f("run_date", RUN_DATE, False),
     ]),
     partition_by=("run_date",),
     write_mode="partition",
@@ -114,7 +141,7 @@ RECOMMENDATIONS = TableSpec(
         _f("model_version", pa.string(), False),
         _f("codebook_version", pa.string()),
         _f("generated_at", TS, False),
-        _f("run_date", pa.string(), False),
+        _f("run_date", RUN_DATE, False),
         # serve: from the full history (what nearline serving reads); test / valid: with the
         # last / last two items held out, for evaluation of exactly the served code path.
         _f("split", pa.string(), False),
@@ -134,13 +161,13 @@ METRICS = TableSpec(
         _f("split", pa.string(), False),
         # all | warm | cold (cold-start protocol, data.cold_item_share > 0: cold = users whose held-out item
         # is a withheld item); only `all` when no item is withheld. Tables written before this column
-        # existed are migrated by the evaluate job (udfs/metrics_migration.py: segment = all).
+        # existed are migrated by the evaluate job (udfs/table_migrations.py: segment = all).
         _f("segment", pa.string(), False),
         _f("metric", pa.string(), False),
         _f("k", pa.int32()),
         _f("value", pa.float64()),
         _f("config_hash", pa.string(), False),
-        _f("run_date", pa.string(), False),
+        _f("run_date", RUN_DATE, False),
     ]),
     partition_by=("run_date",),
     write_mode="partition",
@@ -152,7 +179,7 @@ JOB_RUNS = TableSpec(
     pa.schema([
         _f("run_id", pa.string(), False),
         _f("job", pa.string(), False),
-        _f("run_date", pa.string(), False),
+        _f("run_date", RUN_DATE, False),
         _f("dataset", pa.string()),
         _f("config_hash", pa.string(), False),
         _f("status", pa.string(), False),  # succeeded | failed
