@@ -58,6 +58,7 @@ def run(ctx: JobContext) -> None:
     ctx.counts.update({"users": len(sequences), "items": len(items), "cold_items_withheld": int(cold.sum()),
                        "params": fitted.model.num_params(), "bf16": float(res.precision == "bf16"),
                        "train_minutes": res.minutes, "best_epoch": res.best_epoch,
+                       "train_tokens_per_s": res.tokens / max(res.train_seconds, 1e-9),
                        **{f"valid_{k}": v for k, v in res.best_metrics.items()}})
     log_event("train", "model", version=version, path=out_dir, valid=json.dumps(res.best_metrics))
 

@@ -31,6 +31,8 @@ class TrainResult:
     minutes: float = 0.0
     precision: str = "fp32"  # what autocast really ran (bf16 only where native)
     stopped: str = ""
+    tokens: int = 0  # input tokens trained on (all epochs)
+    train_seconds: float = 0.0  # optimisation steps only (no validation)
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
@@ -184,6 +186,8 @@ def train(
             if (time.time() - t0) / 60 > cfg.max_minutes:
                 timed_out = True
                 break
+        result.tokens += n_tok
+        result.train_seconds += time.time() - te
         metrics = validate(model) if validate is not None else {}
         row = {"epoch": epoch, "train_loss": loss_sum / max(1, n_seq), **metrics,
                "minutes": (time.time() - t0) / 60}
