@@ -5,11 +5,13 @@ list per split, a re-run of recommend for the same date replaces it, metrics are
 recommend refuses a model trained on another codebook version. Runs once per Delta backend (the
 connector and delta-rs), and checks both runs left the same table contents.
 """
+import datetime as dt
 import hashlib
 import json
 import os
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
@@ -126,6 +128,15 @@ def test_metrics_written_in_range(pipeline):
         recall = rows[rows["metric"] == "recall"].set_index("k")["value"]
         assert 0.0 <= recall[1] <= recall[5] <= recall[10] <= 1.0
         assert rows[rows["metric"] == "users"]["value"].item() == 943
+
+
+def test_run_date_is_a_date_in_every_table_that_has_it(pipeline):
+    cfg, ctx = pipeline
+    for name in ("rejects", "recommendations", "metrics", "job_runs"):
+        table = DeltaTable(os.path.join(cfg.lakehouse_root(), name))
+        assert table.schema().to_arrow().field("run_date").type == pa.date32(), name
+        assert set(table.to_pandas()["run_date"]) <= {dt.date(2024, 3, 1)}, name  # rejects: none here
+    assert not any(k.startswith("migrated.") for c in ctx.values() for k in c.counts)  # new tables: nothing to do
 
 
 def test_category_fusion_and_unconstrained_variants(pipeline, spark):
