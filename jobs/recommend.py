@@ -50,6 +50,10 @@ def run(ctx: JobContext) -> None:
     categories = _categories(ctx, item_ids) if cfg.serving.prior == "category" and cfg.serving.fusion_weight > 0 else None
     beam = BeamSearchConfig(beam_width=cfg.beam_width, top_k=cfg.candidates, users_per_call=cfg.users_per_call,
                             constrained=cfg.constrained)
+    new_beam = None
+    if cfg.serving.new_item_share > 0:
+        new_beam = BeamSearchConfig(beam_width=cfg.new_item_beam, top_k=cfg.new_item_beam,
+                                    users_per_call=cfg.users_per_call, constrained=True)
     ctx.counts.update({"serving_refit": float(model.onnx_dir_for("serve") != onnx_dir), "items_decodable": len(item_ids), "items_dropped_not_in_catalog": int((~keep).sum()),
                        "items_unseen_in_training": int((~seen).sum()), "items_not_in_export": not_exported,
                        "load_seconds": time.perf_counter() - t0})
@@ -66,10 +70,10 @@ def run(ctx: JobContext) -> None:
         parts = []
         for split in cfg.splits:
             hist = histories_df(interactions, split, as_of)
-            inputs = DecodeInputs(popularity_of(hist, item_ids), beam, cfg.serving, categories)
+            inputs = DecodeInputs(popularity_of(hist, item_ids), beam, cfg.serving, categories, new_beam)
             split_dir = model.onnx_dir_for(split)  # `serve`: the refit on every event, when trained with one
             fn = make_recommend_fn(f"{version}:{os.path.basename(split_dir)}:{ctx.run_id}", split_dir, item_ids, codes,
-                                   model.max_history, cfg.use_gpu, manifest["codebook_version"], inputs)
+                                   model.max_history, cfg.use_gpu, manifest["codebook_version"], inputs, seen)
             recs = hist.repartition(cfg.partitions).mapInPandas(fn, OUT_DDL)
             parts.append(recs.select(
                 "user_id", "recs", "is_fallback", F.lit(version).alias("model_version"),
