@@ -18,6 +18,7 @@ query, /proc/self/io rchar; includes the _delta_log reads), and median latency.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import glob
 import os
 import random
@@ -30,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 PART = {"run_date": "2026-11-24", "split": "serve", "model": "genrec"}
+DAY = dt.date.fromisoformat(PART["run_date"])  # run_date is a DATE column (Arrow date32)
 
 
 def _rchar() -> int:
@@ -49,7 +51,7 @@ def build(spark, store, n_rows: int, n_files: int):
                          "'rank', i))").alias("recs"),
                   F.lit(False).alias("is_fallback"), F.lit("bench-model").alias("model_version"),
                   F.lit("cb-0").alias("codebook_version"), F.current_timestamp().alias("generated_at"),
-                  F.lit(PART["run_date"]).alias("run_date"), F.lit(PART["split"]).alias("split"),
+                  F.lit(DAY).alias("run_date"), F.lit(PART["split"]).alias("split"),
                   F.lit(PART["model"]).alias("model")))
     return store.write(df, RECOMMENDATIONS, replace_partitions=[PART])
 
@@ -61,7 +63,7 @@ def files_admitting(path: str, user: str) -> tuple[int, int, int]:
 
     adds = pa.table(DeltaTable(path).get_add_actions(flatten=True)).to_pandas()
     for k, v in PART.items():
-        adds = adds[adds[f"partition.{k}"] == v]
+        adds = adds[adds[f"partition.{k}"].astype(str) == v]
     hit = (adds["min.user_id"] <= user) & (adds["max.user_id"] >= user)
     return int(hit.sum()), len(adds), int(adds["size_bytes"].sum())
 
@@ -70,7 +72,7 @@ def lookup_delta_rs(path: str, users: list[str]) -> dict:
     from deltalake import DeltaTable
 
     table = DeltaTable(path)
-    filters = [(k, "=", v) for k, v in PART.items()]
+    filters = [(k, "=", DAY if k == "run_date" else v) for k, v in PART.items()]  # pyarrow: no date = str
     lat, read = [], []
     for u in users:
         r0, t0 = _rchar(), time.perf_counter()
