@@ -79,7 +79,8 @@ def test_adaptive_weights_exact():
 def test_new_item_slots_go_to_the_best_new_items_not_seen_and_not_already_listed():
     items = np.array([[0, 1, 2, 3, 4, 5], [0, 9, 1, 2, 3, 4]])
     scores = np.log(np.array([[.3, .2, .1, .05, .04, .03]] * 2))
-    new = (np.array([[9, 7, 8], [9, -1, -1]]), np.log(np.array([[.02, .01, .005], [.2, 1, 1]])))
+    is_new = np.isin(np.arange(10), [7, 8, 9])
+    new = (np.array([[9, 7, 8], [9, -1, -1]]), np.log(np.array([[.02, .01, .005], [.2, 1, 1]])), is_new)
     hist = [np.array([7]), np.array([5])]
     r = recommend(items, scores, hist, np.ones(10), ServingConfig(top_k=4, new_item_share=0.5), new=new)
     # user 0: the head keeps the model's top 2; slots 3-4 take new items 9 and 8 (7 is in the history)
@@ -94,3 +95,17 @@ def test_new_item_slots_go_to_the_best_new_items_not_seen_and_not_already_listed
 def test_new_item_share_is_validated():
     with pytest.raises(ValueError):
         ServingConfig(new_item_share=1.5)
+
+
+def test_new_item_boost_adds_one_constant_to_new_items_and_merges_the_new_search():
+    items = np.array([[0, 9, 1, 2]])  # item 9 is new and already decoded
+    scores = np.log(np.array([[.4, .1, .2, .05]]))
+    is_new = np.isin(np.arange(10), [8, 9])
+    new = (np.array([[9, 8]]), np.log(np.array([[.1, .06]])), is_new)
+    cfg = ServingConfig(top_k=3, new_item_boost=float(np.log(3.0)))
+    r = recommend(items, scores, [np.array([5])], np.ones(10), cfg, new=new)
+    # boosted: 9 -> .3, 8 -> .18; ranking .4 (0), .3 (9), .2 (1)
+    np.testing.assert_array_equal(r.items[0], [0, 9, 1])
+    np.testing.assert_allclose(r.scores[0], np.log([.4, .3, .2]))
+    r = recommend(items, scores, [np.array([5])], np.ones(10), ServingConfig(top_k=3), new=new)
+    np.testing.assert_array_equal(r.items[0], [0, 1, 9])  # no boost: the model's own order

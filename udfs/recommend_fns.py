@@ -83,9 +83,12 @@ def recommend_users(users: pd.DataFrame, dec: Decoder, inputs: DecodeInputs) -> 
     if decodable:
         toks = [history_tokens(recent[n], dec.item_tokens) for n in decodable]
         items[decodable], scores[decodable] = decode(dec.step_model, dec.trie, dec.level_starts, toks, inputs.beam)
-        if inputs.serving.new_item_share > 0 and dec.new_trie is not None and inputs.new_item_beam is not None:
+        wants_new = inputs.serving.new_item_share > 0 or inputs.serving.new_item_boost != 0
+        if wants_new and dec.new_trie is not None and inputs.new_item_beam is not None:
             n_new = inputs.new_item_beam.top_k
-            new = (np.full((len(users), n_new), -1, dtype=np.int64), np.full((len(users), n_new), -np.inf))
+            is_new = np.zeros(len(dec.item_ids), dtype=bool)
+            is_new[dec.new_index] = True
+            new = (np.full((len(users), n_new), -1, dtype=np.int64), np.full((len(users), n_new), -np.inf), is_new)
             found, found_scores = decode(dec.step_model, dec.new_trie, dec.level_starts, toks, inputs.new_item_beam)
             new[0][decodable] = np.where(found >= 0, dec.new_index[np.maximum(found, 0)], -1)
             new[1][decodable] = found_scores

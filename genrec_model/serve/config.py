@@ -18,6 +18,9 @@ class ServingConfig:
     # TIGER's cold-start protocol: round(new_item_share * top_k) slots of each list are kept for the best
     # items the model never saw in training (a second constrained search over them); 0 = no reservation
     new_item_share: float = 0.0
+    # log-prob added to items the model never saw in training before ranking (0 = none): the model never
+    # saw them as targets, so it under-scores them as a group; picked on validation
+    new_item_boost: float = 0.0
 
     def __post_init__(self) -> None:
         if (self.top_k < 1 or not 0.0 <= self.fusion_weight <= 1.0 or not 0.0 < self.category_penalty <= 1.0

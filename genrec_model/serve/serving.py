@@ -103,6 +103,19 @@ def reserve_new_items(items: np.ndarray, scores: np.ndarray, new_items: np.ndarr
         scores[u, head:head + len(fill)] = [s for _, s in fill]
 
 
+def boost_new_items(items: np.ndarray, logp: np.ndarray, new_items: np.ndarray, new_scores: np.ndarray,
+                    is_new: np.ndarray, boost: float) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates (U, C + C2): the decoded ones plus the new-item search's (duplicates dropped), with `boost`
+    added to the log-prob of every item the model never saw in training. The model never saw a new item
+    as a target, so it under-scores new items as a group; one constant, picked on validation, re-calibrates
+    them against the rest (benchmarks/new_item_boost.py)."""
+    dup = (new_items[:, :, None] == items[:, None, :]).any(-1)
+    items = np.concatenate([items, np.where(dup, -1, new_items)], axis=1)
+    logp = np.concatenate([logp, np.where(dup, -np.inf, new_scores)], axis=1)
+    boosted = (items >= 0) & np.asarray(is_new, dtype=bool)[np.maximum(items, 0)]
+    return items, np.where(boosted, logp + boost, logp)
+
+
 def recommend(
     decoded_items: np.ndarray,
     decoded_scores: np.ndarray,
@@ -110,14 +123,16 @@ def recommend(
     popularity: np.ndarray,
     cfg: ServingConfig = ServingConfig(),
     categories: np.ndarray | None = None,
-    new: tuple[np.ndarray, np.ndarray] | None = None,
+    new: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> Recommendations:
     """decoded (U, C) item indices / log-probs, best first (C >= top_k leaves room for filtering);
     histories: per user item indices (unknown items = -1); popularity (N,) counts; categories (N,) ints;
-    new: (items, log-probs) (U, C2) of the search over items the model never saw in training, for the
-    slots `cfg.new_item_share` reserves."""
+    new: (items, log-probs) (U, C2) of the search over items the model never saw in training and the (N,)
+    mask of those items: candidates for `cfg.new_item_boost` and the slots `cfg.new_item_share` reserves."""
     items = np.asarray(decoded_items, dtype=np.int64).copy()
     logp = np.asarray(decoded_scores, dtype=np.float64).copy()
+    if new is not None and cfg.new_item_boost:
+        items, logp = boost_new_items(items, logp, *new, cfg.new_item_boost)
     n_users, k = items.shape[0], cfg.top_k
     fallback = needs_fallback(histories)
     logp[items < 0] = -np.inf
