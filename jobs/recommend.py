@@ -89,7 +89,9 @@ def run(ctx: JobContext) -> None:
                            metadata={"genrec.model_version": version,
                                      "genrec.codebook_version": manifest["codebook_version"]})
         seconds = time.perf_counter() - t1
-        written = ctx.store.read(RECOMMENDATIONS, result.version)[0].where(F.col("run_date") == F.lit(day))
+        # this write's rows only: the date also holds other models' lists (baselines, ablations)
+        written = ctx.store.read(RECOMMENDATIONS, result.version)[0].where(
+            (F.col("run_date") == F.lit(day)) & (F.col("model") == cfg.model_name) & F.col("split").isin(list(cfg.splits)))
         fallback = written.where("is_fallback").count()
         unseen_slots = _slots_with(ctx, written, item_ids[~seen])
         prefix = "" if len(ctx.cfg.run_dates()) == 1 else f"{run_date}."

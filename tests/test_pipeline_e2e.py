@@ -115,9 +115,12 @@ def test_recommendations_one_list_per_user_and_rerun_replaces(pipeline, spark):
     serve = recs[recs["split"] == "serve"]
     assert all(len(r) == 10 for r in serve["recs"])
     assert not serve["is_fallback"].any()
-    _run(cfg, spark, "recommend")
+    rerun = _run(cfg, spark, "recommend")
     again = _table(cfg, "recommendations")
     assert len(again) == len(all_models)  # replaced, never duplicated
+    # the job's counts are of its own lists, not of the baselines' lists stored under the same date
+    assert rerun.counts["users"] == len(recs)
+    assert rerun.counts["fallback_users"] == int(recs["is_fallback"].sum())
 
 
 def test_metrics_written_in_range(pipeline):
