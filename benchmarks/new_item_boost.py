@@ -27,7 +27,7 @@ from genrec_model.evaluation.metrics import recall_ndcg_at_k  # noqa: E402
 from genrec_model.model.artifacts import read_export, read_export_items, read_model  # noqa: E402
 from genrec_model.model.sid_vocab import history_tokens  # noqa: E402
 from genrec_model.serve.serving import recommend  # noqa: E402
-from udfs.recommend_fns import build_decoder  # noqa: E402
+from udfs.recommend_fns import build_decoder, new_item_candidates  # noqa: E402
 
 
 def main() -> None:
@@ -61,9 +61,8 @@ def main() -> None:
     beam = BeamSearchConfig(beam_width=rc.beam_width, top_k=rc.candidates, users_per_call=rc.users_per_call)
     items, scores = decode(dec.step_model, dec.trie, dec.level_starts, toks, beam)
     nb = BeamSearchConfig(beam_width=rc.new_item_beam, top_k=rc.new_item_beam, users_per_call=rc.users_per_call)
-    found, found_scores = decode(dec.step_model, dec.new_trie, dec.level_starts, toks, nb)
-    is_new = ~seen.astype(bool)
-    new = (np.where(found >= 0, dec.new_index[np.maximum(found, 0)], -1), found_scores, is_new)
+    is_new = dec.is_new
+    new = (*new_item_candidates(dec, toks, nb), is_new)
     popularity = np.bincount(np.concatenate(hist), minlength=len(ids)).astype(float)
     rows = []
     for b in args.boosts:

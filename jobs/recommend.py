@@ -51,7 +51,7 @@ def run(ctx: JobContext) -> None:
     beam = BeamSearchConfig(beam_width=cfg.beam_width, top_k=cfg.candidates, users_per_call=cfg.users_per_call,
                             constrained=cfg.constrained)
     new_beam = None
-    if cfg.serving.new_item_share > 0 or cfg.serving.new_item_boost != 0:
+    if cfg.serving.uses_new_items:
         new_beam = BeamSearchConfig(beam_width=cfg.new_item_beam, top_k=cfg.new_item_beam,
                                     users_per_call=cfg.users_per_call, constrained=True)
     ctx.counts.update({"serving_refit": float(model.onnx_dir_for("serve") != onnx_dir), "items_decodable": len(item_ids), "items_dropped_not_in_catalog": int((~keep).sum()),

@@ -35,6 +35,7 @@ class Decoder:
     max_history: int
     new_trie: object = None      # trie of the items the model never saw in training (reserved slots)
     new_index: np.ndarray | None = None  # new-trie item index -> item index
+    is_new: np.ndarray | None = None     # (N,) bool: the model never saw this item in training
 
 
 @dataclass(frozen=True)
@@ -59,13 +60,20 @@ def build_decoder(onnx_dir: str, item_ids: np.ndarray, codes: np.ndarray, max_hi
     step_model = load_step_model(onnx_dir, OrtConfig(intra_op_threads=threads, use_gpu=use_gpu),
                                  expected_codebook_version=codebook_version)
     vocab = SidVocab.from_dict(step_model.manifest["vocab"])
-    new_trie, new_index = None, None
+    new_trie, new_index, is_new = None, None, None
     if seen is not None and not np.all(seen):
-        new_index = np.flatnonzero(~np.asarray(seen, dtype=bool))
+        is_new = ~np.asarray(seen, dtype=bool)
+        new_index = np.flatnonzero(is_new)
         new_trie = build_trie(codes[new_index], list(vocab.level_sizes))
     return Decoder(step_model, build_trie(codes, list(vocab.level_sizes)), vocab.level_starts,
                    vocab.codes_to_tokens(codes), item_ids, {i: n for n, i in enumerate(item_ids)}, max_history,
-                   new_trie, new_index)
+                   new_trie, new_index, is_new)
+
+
+def new_item_candidates(dec: Decoder, toks: list[np.ndarray], beam: BeamSearchConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Best items the model never saw in training, per history: item indices (-1 padded) and log-probs."""
+    found, scores = decode(dec.step_model, dec.new_trie, dec.level_starts, toks, beam)
+    return np.where(found >= 0, dec.new_index[np.maximum(found, 0)], -1), scores
 
 
 def recommend_users(users: pd.DataFrame, dec: Decoder, inputs: DecodeInputs) -> pd.DataFrame:
@@ -83,15 +91,11 @@ def recommend_users(users: pd.DataFrame, dec: Decoder, inputs: DecodeInputs) -> 
     if decodable:
         toks = [history_tokens(recent[n], dec.item_tokens) for n in decodable]
         items[decodable], scores[decodable] = decode(dec.step_model, dec.trie, dec.level_starts, toks, inputs.beam)
-        wants_new = inputs.serving.new_item_share > 0 or inputs.serving.new_item_boost != 0
-        if wants_new and dec.new_trie is not None and inputs.new_item_beam is not None:
+        if inputs.serving.uses_new_items and dec.new_trie is not None and inputs.new_item_beam is not None:
             n_new = inputs.new_item_beam.top_k
-            is_new = np.zeros(len(dec.item_ids), dtype=bool)
-            is_new[dec.new_index] = True
-            new = (np.full((len(users), n_new), -1, dtype=np.int64), np.full((len(users), n_new), -np.inf), is_new)
-            found, found_scores = decode(dec.step_model, dec.new_trie, dec.level_starts, toks, inputs.new_item_beam)
-            new[0][decodable] = np.where(found >= 0, dec.new_index[np.maximum(found, 0)], -1)
-            new[1][decodable] = found_scores
+            new = (np.full((len(users), n_new), -1, dtype=np.int64), np.full((len(users), n_new), -np.inf),
+                   dec.is_new)
+            new[0][decodable], new[1][decodable] = new_item_candidates(dec, toks, inputs.new_item_beam)
     recs = recommend(items, scores, histories, inputs.popularity, inputs.serving, inputs.categories, new)
     out = []
     for u in range(len(users)):

@@ -22,6 +22,11 @@ class ServingConfig:
     # saw them as targets, so it under-scores them as a group; picked on validation
     new_item_boost: float = 0.0
 
+    @property
+    def uses_new_items(self) -> bool:
+        """Whether lists need the search over items the model never saw in training."""
+        return self.new_item_share > 0 or self.new_item_boost != 0
+
     def __post_init__(self) -> None:
         if (self.top_k < 1 or not 0.0 <= self.fusion_weight <= 1.0 or not 0.0 < self.category_penalty <= 1.0
                 or not 0.0 <= self.new_item_share <= 1.0):
