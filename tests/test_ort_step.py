@@ -70,6 +70,33 @@ def test_decode_same_items(models):
         np.testing.assert_allclose(so, st, atol=1e-4)
 
 
+@pytest.mark.parametrize("users_per_call", [1, 4])
+def test_fused_children_head_matches_reference_search(models, users_per_call):
+    """normalize="children": the fused head (hidden states + children-only logits) returns the items and
+    scores of the numpy reference search (full logits, trie mask, log-softmax over what it allows)."""
+    from genrec_model.decode.beam_search import beam_search_reference
+    from genrec_model.decode.constraints import TrieConstraint
+
+    tm, _, sm = models
+    rng = np.random.default_rng(3)
+    codes = np.stack(np.unravel_index(rng.choice(48, 20, replace=False), (4, 4, 3)), axis=1)
+    trie = build_trie(codes, VOCAB.level_sizes)
+    starts = tuple(VOCAB.level_range(d)[0] for d in range(3))
+    hist = [np.concatenate([[1], VOCAB.codes_to_tokens(codes[rng.integers(0, 20, 2)]).ravel()]) for _ in range(5)]
+    cfg = BeamSearchConfig(beam_width=6, top_k=4, normalize="children", users_per_call=users_per_call)
+    fused_items, fused_scores = decode(sm, trie, starts, hist, cfg)
+    for model in (tm, sm):
+        ref_items, ref_scores = decode(model, trie, starts, hist, cfg, constraint=TrieConstraint(trie))
+        assert (fused_items == ref_items).all()
+        np.testing.assert_allclose(fused_scores, ref_scores, atol=1e-4)
+    # each user's scores are log-probabilities of a distribution over the catalog's items
+    batch = left_pad(hist[:1])
+    every, every_scores = beam_search_reference(tm, TrieConstraint(trie), trie, starts, *batch,
+                                                BeamSearchConfig(beam_width=20, top_k=20, normalize="children"))
+    assert (every[0] >= 0).all()
+    assert np.exp(every_scores[0]).sum() == pytest.approx(1.0, abs=1e-6)
+
+
 def test_shared_prefix_step_parity(models):
     tm, _, sm = models
     assert isinstance(sm, OrtSharedPrefixStepModel)

@@ -108,13 +108,13 @@ def test_shared_prefix_step_matches_kv_cached_forward():
     full_k, full_v, full_mask = pk[:, rows], pv[:, rows], mask[rows]
     sk = sv = torch.zeros(CFG.n_layer, B * W, CFG.n_head, 0, CFG.head_dim)
     next_pos = pos[rows, -1:] + 1
-    head = torch.arange(CFG.vocab_size)
+    w, b = m.head_weights()
     for _ in range(3):
         tok = torch.randint(3, CFG.vocab_size, (B * W, 1))
         full_mask = torch.cat([full_mask, torch.ones(B * W, 1, dtype=torch.long)], 1)
         want, full_k, full_v = m(tok, attention_mask=full_mask, position_ids=next_pos, past_k=full_k, past_v=full_v)
-        got, sk, sv = m.shared_prefix_step(tok, next_pos, mask, pk, pv, sk, sv, head)
-        assert torch.allclose(got, want[:, -1], atol=1e-5)
+        hidden, sk, sv = m.shared_prefix_step(tok, next_pos, mask, pk, pv, sk, sv)
+        assert torch.allclose(hidden @ w.T + b, want[:, -1], atol=1e-5)
         next_pos = next_pos + 1
 
 

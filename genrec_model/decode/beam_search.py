@@ -18,6 +18,7 @@ import numpy as np
 
 from genrec_model.decode.config import BeamSearchConfig
 from genrec_model.decode.constraints import Constraint, NoConstraint
+from genrec_model.decode.fused_head import topk_children_fused
 from genrec_model.decode.trie import SidTrie
 
 
@@ -106,9 +107,14 @@ def beam_search_reference(
     prefixes = np.zeros((n_users, 1, 0), dtype=np.int64)  # (B, R, d)
     for d in range(n_levels):
         n_rows, size, lo = scores.shape[1], trie.level_sizes[d], level_starts[d]
-        lse = level_logsumexp(logits, *_norm_range(cfg, lo, size, logits.shape[1]))
-        logp = logits[:, lo : lo + size].astype(np.float64) - lse[:, None]  # (B*R, S)
-        masked = constraint(prefixes.reshape(n_users * n_rows, d), logp)
+        if cfg.normalize == "children":  # log-softmax over what the constraint allows
+            masked = constraint(prefixes.reshape(n_users * n_rows, d), logits[:, lo : lo + size].astype(np.float64))
+            lse = level_logsumexp(masked, 0, size)
+            masked = np.where(np.isfinite(lse)[:, None], masked - np.where(np.isfinite(lse), lse, 0)[:, None], -np.inf)
+        else:
+            lse = level_logsumexp(logits, *_norm_range(cfg, lo, size, logits.shape[1]))
+            logp = logits[:, lo : lo + size].astype(np.float64) - lse[:, None]  # (B*R, S)
+            masked = constraint(prefixes.reshape(n_users * n_rows, d), logp)
         cand = (scores.reshape(-1, 1) + masked).reshape(n_users, n_rows * size)  # (B, R*S)
         cand[~(scores > -np.inf).repeat(size, axis=1)] = -np.inf
         order = stable_top(cand, width)  # (B, W') W' = min(W, R*S)
@@ -126,7 +132,7 @@ def beam_search_reference(
 
 
 @numba.njit(cache=True)
-def topk_children(logits, lo, lse, scores, nodes, n_rows, width, indptr, child_code):
+def topk_children(logits, lo, lse, scores, nodes, n_rows, width, indptr, child_code, child_norm=False):
     """Best `width` children per user over its `n_rows` beam rows, never building a (rows, vocab) mask.
 
     logits (B*R, V) float32/64; lse, scores (B*R,) float64; nodes (B*R,) int64 (-1 = dead).
@@ -148,6 +154,14 @@ def topk_children(logits, lo, lse, scores, nodes, n_rows, width, indptr, child_c
             if node < 0 or not (base > -np.inf):
                 continue
             norm = lse[row]
+            if child_norm:  # log-softmax over this node's children only (prefix-conditioned)
+                m = -np.inf
+                for j in range(indptr[node], indptr[node + 1]):
+                    m = max(m, np.float64(logits[row, lo + child_code[j]]))
+                acc = 0.0
+                for j in range(indptr[node], indptr[node + 1]):
+                    acc += np.exp(np.float64(logits[row, lo + child_code[j]]) - m)
+                norm = m + np.log(acc)
             for j in range(indptr[node], indptr[node + 1]):
                 c = child_code[j]
                 s = base + (np.float64(logits[row, lo + c]) - norm)
@@ -183,18 +197,23 @@ def beam_search_fast(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Trie-constrained beam search with the Numba kernel; same output as the reference + TrieConstraint."""
     n_users, width, n_levels = input_ids.shape[0], cfg.beam_width, trie.n_levels
+    if cfg.normalize == "children" and hasattr(model, "step_hidden"):
+        return _beam_search_fused(model, trie, level_starts, input_ids, attention_mask, position_ids, cfg)
     logits, state = model.prefill(input_ids, attention_mask, position_ids)
     scores = np.zeros(n_users)  # (B*R,)
     nodes = np.zeros(n_users, dtype=np.int64)
     n_rows = 1
-    sliced = cfg.normalize == "level" and getattr(model, "accepts_head_ids", False)
+    sliced = cfg.normalize in ("level", "children") and getattr(model, "accepts_head_ids", False)
     col0 = 0  # token id of logits column 0
     for d in range(n_levels):
         size, lo = trie.level_sizes[d], level_starts[d] - col0
-        lse = level_logsumexp(logits, *_norm_range(cfg, lo, size, logits.shape[1]))
+        if cfg.normalize == "children":  # the kernel normalizes per node
+            lse = np.zeros(logits.shape[0])
+        else:
+            lse = level_logsumexp(logits, *_norm_range(cfg, lo, size, logits.shape[1]))
         parent, code, child, best = topk_children(
-            logits, lo, lse, scores, nodes, n_rows, width, trie.indptr[d], trie.child_code[d]
-        )
+            logits, lo, lse, scores, nodes, n_rows, width, trie.indptr[d], trie.child_code[d],
+            cfg.normalize == "children")
         alive = parent >= 0
         parent = np.where(alive, parent, np.maximum(parent[:, :1], 0))
         code = np.where(alive, code, np.maximum(code[:, :1], 0))
@@ -208,6 +227,31 @@ def beam_search_fast(
                 logits, state = model.step(tokens, state, head_ids=head)
             else:
                 logits, state = model.step(tokens, state)
+        n_rows = width
+    items = np.where(nodes >= 0, trie.leaf_item[np.maximum(nodes, 0)], -1).reshape(n_users, width)
+    return _topk_items(items, scores.reshape(n_users, width), cfg.top_k)
+
+
+def _beam_search_fused(model, trie: SidTrie, level_starts, input_ids, attention_mask, position_ids,
+                       cfg: BeamSearchConfig) -> tuple[np.ndarray, np.ndarray]:
+    """beam_search_fast for a model that returns hidden states (`prefill_hidden`/`step_hidden` and
+    `head_weight`/`head_bias`): each level scores only the live beams' trie children (fused_head.py)."""
+    n_users, width, n_levels = input_ids.shape[0], cfg.beam_width, trie.n_levels
+    hidden, state = model.prefill_hidden(input_ids, attention_mask, position_ids)
+    scores = np.zeros(n_users)
+    nodes = np.zeros(n_users, dtype=np.int64)
+    n_rows = 1
+    for d in range(n_levels):
+        parent, code, child, best = topk_children_fused(
+            hidden, model.head_weight, model.head_bias, level_starts[d], scores, nodes, n_rows, width,
+            trie.indptr[d], trie.child_code[d], trie.max_children(d))
+        alive = parent >= 0
+        parent = np.where(alive, parent, np.maximum(parent[:, :1], 0))
+        code = np.where(alive, code, np.maximum(code[:, :1], 0))
+        scores, nodes = best.ravel(), child.ravel()
+        if d < n_levels - 1:
+            state = model.reorder(state, (np.arange(n_users)[:, None] * n_rows + parent).ravel())
+            hidden, state = model.step_hidden((code + level_starts[d]).ravel(), state)
         n_rows = width
     items = np.where(nodes >= 0, trie.leaf_item[np.maximum(nodes, 0)], -1).reshape(n_users, width)
     return _topk_items(items, scores.reshape(n_users, width), cfg.top_k)

@@ -10,8 +10,9 @@ class BeamSearchConfig:
     beam_width: int = 20
     top_k: int = 10
     # "level": log-softmax over the level's code range; "vocab": over the whole vocabulary
-    # (what transformers' generate does before prefix_allowed_tokens_fn masks).
-    normalize: Literal["level", "vocab"] = "level"
+    # (what transformers' generate does before prefix_allowed_tokens_fn masks); "children": over the
+    # beam's trie children only (a model trained with item_softmax="prefix"; decode/fused_head.py).
+    normalize: Literal["level", "vocab", "children"] = "level"
     # users per prefill/step call in `decode`; small batches keep the (users*beam) KV cache copies in cache
     # (8-16 measured fastest on CPU, benchmarks/decode_bench.py)
     users_per_call: int = 8
@@ -21,8 +22,13 @@ class BeamSearchConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.top_k <= self.beam_width:
             raise ValueError(f"need 1 <= top_k <= beam_width, got {self.top_k}, {self.beam_width}")
-        if self.normalize not in ("level", "vocab"):
+        if self.normalize not in ("level", "vocab", "children"):
             raise ValueError(f"normalize must be 'level' or 'vocab', got {self.normalize!r}")
+
+
+def trained_normalization(item_softmax: str) -> str:
+    """The beam search normalization matching how a model's item level was trained (SeqModelConfig.item_softmax)."""
+    return "children" if item_softmax == "prefix" else "level"
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,11 @@
   between calls; `reorder` gathers beam rows (also B users -> B * beam), i.e. every beam carries and
   copies its own copy of the history KV.
 - `OrtSharedPrefixStepModel`: prefill.onnx + step_shared.onnx (`export_shared_step`), which keeps the
-  history KV once per user and only the decoded tokens' KV per beam: 2-2.5x faster decoding on CPU
-  (benchmarks/decode_bench.py). `load_step_model` picks it when the graph is there. The graphs are
-  written by `genrec_model.model.export`; this module needs onnxruntime and numpy only.
+  history KV once per user and only the decoded tokens' KV per beam, and returns final hidden states; the
+  output head (head.npz) is applied outside the graph, to each beam's trie children only
+  (decode/fused_head.py) or, for the StepModel protocol, to the requested token ids.
+  `load_step_model` picks it when the graph is there. The graphs are written by
+  `genrec_model.model.export`; this module needs onnxruntime and numpy only.
 
 CUDA is used only when onnxruntime offers it AND a CUDA device is actually visible, so a
 CPU-only worker with onnxruntime-gpu installed never tries (and never logs) a CUDA session.
@@ -22,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from genrec_model.decode.config import OrtConfig
-from genrec_model.model.artifacts import SHARED_STEP, STEP, read_export
+from genrec_model.model.artifacts import SHARED_STEP, STEP, load_head, read_export
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +76,12 @@ def _open_sessions(model_dir: str | Path, step_file: str, cfg: OrtConfig, expect
     return manifest, providers, prefill, step
 
 
-def _run_prefill(sess, input_ids, attention_mask, position_ids):
-    """prefill.onnx on int64 inputs -> (logits, present_k, present_v, mask, position_ids)."""
+def _run_prefill(sess, input_ids, attention_mask, position_ids, first: str = "logits"):
+    """prefill.onnx on int64 inputs -> (logits or hidden, present_k, present_v, mask, position_ids)."""
     ids, mask, pos = (np.ascontiguousarray(a, dtype=np.int64) for a in (input_ids, attention_mask, position_ids))
-    logits, k, v = sess.run(["logits", "present_k", "present_v"],
-                            {"input_ids": ids, "attention_mask": mask, "position_ids": pos})
-    return logits, k, v, mask, pos
+    out, k, v = sess.run([first, "present_k", "present_v"],
+                         {"input_ids": ids, "attention_mask": mask, "position_ids": pos})
+    return out, k, v, mask, pos
 
 
 class OrtStepModel:
@@ -135,10 +137,10 @@ class SharedState:
 
 
 class OrtSharedPrefixStepModel:
-    """StepModel over prefill.onnx + step_shared.onnx. Rows must stay grouped by user (B users x W
-    beams, row = user * W + beam); `reorder` checks it, which beam search always satisfies.
-    `step(..., head_ids=ids)` returns logits for those token ids only (N, len(ids)): beam search asks
-    for the next level's range, which skips most of the LM head when the vocabulary has item tokens."""
+    """StepModel over prefill.onnx + step_shared.onnx + head.npz. Rows must stay grouped by user (B users x
+    W beams, row = user * W + beam); `reorder` checks it, which beam search always satisfies.
+    `prefill_hidden` / `step_hidden` return final hidden states for the fused children-only head
+    (`head_weight` (V, D), `head_bias` (V,)); `prefill` / `step` return logits (all, or `head_ids` only)."""
 
     accepts_head_ids = True
 
@@ -147,19 +149,30 @@ class OrtSharedPrefixStepModel:
         self.manifest, self.providers, self.prefill_sess, self.step_sess = _open_sessions(
             model_dir, SHARED_STEP, cfg, expected_codebook_version, manifest)
         self.vocab_size = int(self.manifest["model_config"]["vocab_size"])
+        self.head_weight, self.head_bias = load_head(model_dir)
+        if self.head_weight.shape[0] != self.vocab_size:
+            raise ValueError(f"head.npz has {self.head_weight.shape[0]} rows for a vocabulary of {self.vocab_size}")
 
-    def prefill(self, input_ids: np.ndarray, attention_mask: np.ndarray, position_ids: np.ndarray) -> tuple[np.ndarray, SharedState]:
-        logits, k, v, mask, pos = _run_prefill(self.prefill_sess, input_ids, attention_mask, position_ids)
+    def _logits(self, hidden: np.ndarray, head_ids: np.ndarray | None) -> np.ndarray:
+        if head_ids is None:
+            return hidden @ self.head_weight.T + self.head_bias
+        head_ids = np.asarray(head_ids, dtype=np.int64)
+        return hidden @ self.head_weight[head_ids].T + self.head_bias[head_ids]
+
+    def prefill_hidden(self, input_ids: np.ndarray, attention_mask: np.ndarray, position_ids: np.ndarray) -> tuple[np.ndarray, SharedState]:
+        hidden, k, v, mask, pos = _run_prefill(self.prefill_sess, input_ids, attention_mask, position_ids, "hidden")
         n_layer, b, h, _, hd = k.shape
         empty = np.zeros((n_layer, b, h, 0, hd), dtype=k.dtype)
-        return logits, SharedState(k, v, mask, empty, empty, pos[:, -1] + 1)
+        return hidden, SharedState(k, v, mask, empty, empty, pos[:, -1] + 1)
 
-    def step(self, tokens: np.ndarray, state: SharedState, head_ids: np.ndarray | None = None) -> tuple[np.ndarray, SharedState]:
+    def prefill(self, input_ids: np.ndarray, attention_mask: np.ndarray, position_ids: np.ndarray) -> tuple[np.ndarray, SharedState]:
+        hidden, state = self.prefill_hidden(input_ids, attention_mask, position_ids)
+        return self._logits(hidden, None), state
+
+    def step_hidden(self, tokens: np.ndarray, state: SharedState) -> tuple[np.ndarray, SharedState]:
         n = state.next_position.shape[0]
-        if head_ids is None:
-            head_ids = np.arange(self.vocab_size, dtype=np.int64)
-        logits, sk, sv = self.step_sess.run(
-            ["logits", "suffix_k_out", "suffix_v_out"],
+        hidden, sk, sv = self.step_sess.run(
+            ["hidden", "suffix_k_out", "suffix_v_out"],
             {
                 "input_ids": np.ascontiguousarray(tokens, dtype=np.int64).reshape(n, 1),
                 "position_ids": state.next_position.reshape(n, 1),
@@ -168,10 +181,13 @@ class OrtSharedPrefixStepModel:
                 "prefix_v": state.prefix_v,
                 "suffix_k": state.suffix_k,
                 "suffix_v": state.suffix_v,
-                "head_ids": np.ascontiguousarray(head_ids, dtype=np.int64),
             },
         )
-        return logits, SharedState(state.prefix_k, state.prefix_v, state.prefix_mask, sk, sv, state.next_position + 1)
+        return hidden, SharedState(state.prefix_k, state.prefix_v, state.prefix_mask, sk, sv, state.next_position + 1)
+
+    def step(self, tokens: np.ndarray, state: SharedState, head_ids: np.ndarray | None = None) -> tuple[np.ndarray, SharedState]:
+        hidden, state = self.step_hidden(tokens, state)
+        return self._logits(hidden, head_ids), state
 
     def reorder(self, state: SharedState, rows: np.ndarray) -> SharedState:
         rows = np.asarray(rows, dtype=np.int64)

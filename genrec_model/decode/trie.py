@@ -42,6 +42,11 @@ class SidTrie:
     def n_items(self) -> int:
         return len(self.leaf_item)
 
+    def max_children(self, level: int) -> int:
+        """Largest number of children of a level-`level` node."""
+        ptr = self.indptr[level]
+        return int(np.diff(ptr).max()) if len(ptr) > 1 else 0
+
     def children(self, level: int, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Valid children of a batch of level-`level` nodes (NO_NODE rows have none).
 

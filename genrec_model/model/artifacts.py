@@ -26,6 +26,7 @@ ONNX_DIR = "onnx"
 ONNX_SERVING_DIR = "onnx_serving"
 EXPORT_MANIFEST = "manifest.json"
 PREFILL, STEP, SHARED_STEP = "prefill.onnx", "step.onnx", "step_shared.onnx"
+HEAD = "head.npz"  # beside step_shared.onnx: output table (V, D) and logit bias (V,), float32
 EXPORT_FORMAT_VERSION = 1
 EXPORT_ITEMS = "items.parquet"  # in the onnx folder: the catalog the graphs decode (item_id, index, codes, seen)
 
@@ -132,6 +133,16 @@ def export_manifest(vocab: SidVocab, model_config: dict, model_version: str, cod
          "codebook_version": codebook_version, "vocab": vocab.to_dict(), "model_config": model_config}
     return {**m, "config_hash": stable_hash(_export_payload(m), 16), "opset": opset, "exporter": exporter,
             "torch_version": torch_version, "files": {"prefill": PREFILL, "step": STEP}, **(extra or {})}
+
+
+def save_head(onnx_dir, weight: np.ndarray, bias: np.ndarray) -> None:
+    np.savez(os.path.join(onnx_dir, HEAD), weight=np.ascontiguousarray(weight, dtype=np.float32),
+             bias=np.ascontiguousarray(bias, dtype=np.float32))
+
+
+def load_head(onnx_dir) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(os.path.join(onnx_dir, HEAD)) as z:
+        return np.ascontiguousarray(z["weight"]), np.ascontiguousarray(z["bias"])
 
 
 def write_export_manifest(onnx_dir: str, manifest: dict) -> None:

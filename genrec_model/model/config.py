@@ -34,6 +34,15 @@ class SeqModelConfig:
     item_codebook_size: int = 256
     item_text_mlp: bool = True
     logit_bias: bool = False  # a constant (V,) output bias (a content model materialized for export)
+    # How the item level (the SIDs' last level, one token per item) is normalized: "level" = softmax over
+    # every item token; "prefix" = only over the items sharing the target's semantic prefix, i.e.
+    # P(item) = P(prefix) * P(item | prefix). Decoding then scores a beam's children only (decode/fused_head.py)
+    # instead of the whole item level: the head per step is ~catalog / prefixes times smaller.
+    item_softmax: Literal["level", "prefix"] = "level"
+
+    def __post_init__(self) -> None:
+        if self.item_softmax not in ("level", "prefix"):
+            raise ValueError(f"item_softmax must be 'level' or 'prefix', got {self.item_softmax!r}")
 
     @property
     def head_dim(self) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from genrec_model.model.artifacts import PREFILL, SHARED_STEP, STEP, export_manifest
+from genrec_model.model.artifacts import PREFILL, SHARED_STEP, STEP, export_manifest, save_head
 from genrec_model.model.config import ExportConfig
 from genrec_model.model.seq_model import SeqModel
 from genrec_model.model.sid_vocab import SidVocab
@@ -27,7 +27,8 @@ class _Prefill(nn.Module):
 
     def forward(self, input_ids, attention_mask, position_ids):
         h, k, v = self.model.hidden(input_ids, attention_mask=attention_mask, position_ids=position_ids)
-        return self.model.logits(h[:, -1]), k, v  # left padding: the last column is every row's last token
+        last = h[:, -1]  # left padding: the last column is every row's last token
+        return self.model.logits(last), k, v, last
 
 
 class _Step(nn.Module):
@@ -53,8 +54,8 @@ def _sample_inputs(model: SeqModel):
 
 
 def _export_one(module: nn.Module, args: tuple, path: str, names_in: list[str], dyn: dict, opset: int,
-                prefer_dynamo: bool) -> str:
-    names_out = ["logits", "present_k", "present_v"]
+                prefer_dynamo: bool, names_out: tuple[str, ...] = ("logits", "present_k", "present_v")) -> str:
+    names_out = list(names_out)
     if prefer_dynamo:
         try:
             Dim = torch.export.Dim
@@ -94,7 +95,8 @@ def export_onnx(
         e1 = _export_one(_Prefill(model), prefill_args, os.path.join(out_dir, PREFILL),
                          ["input_ids", "attention_mask", "position_ids"],
                          {"input_ids": (0, 1), "attention_mask": (0, 1), "position_ids": (0, 1),
-                          "logits": (0,), "present_k": (1, 3), "present_v": (1, 3)}, cfg.opset, cfg.prefer_dynamo)
+                          "logits": (0,), "present_k": (1, 3), "present_v": (1, 3), "hidden": (0,)}, cfg.opset,
+                         cfg.prefer_dynamo, ("logits", "present_k", "present_v", "hidden"))
         e2 = _export_one(_Step(model), step_args, os.path.join(out_dir, STEP),
                          ["input_ids", "attention_mask", "position_ids", "past_k", "past_v"],
                          {"input_ids": (0,), "attention_mask": (0, 1), "position_ids": (0,), "past_k": tuple(kv),
@@ -109,13 +111,14 @@ class _SharedStep(nn.Module):
         super().__init__()
         self.model = model.eval()
 
-    def forward(self, input_ids, position_ids, prefix_mask, prefix_k, prefix_v, suffix_k, suffix_v, head_ids):
+    def forward(self, input_ids, position_ids, prefix_mask, prefix_k, prefix_v, suffix_k, suffix_v):
         return self.model.shared_prefix_step(input_ids, position_ids, prefix_mask, prefix_k, prefix_v, suffix_k,
-                                             suffix_v, head_ids)
+                                             suffix_v)
 
 
 def export_shared_step(model, out_dir: str | Path, opset: int = 18) -> Path:
-    """Write step_shared.onnx (`SeqModel.shared_prefix_step`) next to prefill.onnx; returns its path.
+    """Write step_shared.onnx (`SeqModel.shared_prefix_step`, hidden states out) and head.npz (the output
+    table and logit bias, float32) next to prefill.onnx; returns the graph's path.
     Sample shapes avoid 0/1 so the exporter keeps every axis dynamic."""
     c = model.cfg
     B, W, T, S = 2, 3, 5, 2
@@ -130,19 +133,20 @@ def export_shared_step(model, out_dir: str | Path, opset: int = 18) -> Path:
         torch.randn(c.n_layer, B, c.n_head, T, c.head_dim),
         torch.randn(c.n_layer, N, c.n_head, S, c.head_dim),
         torch.randn(c.n_layer, N, c.n_head, S, c.head_dim),
-        torch.arange(2, min(7, c.vocab_size)),
     )
-    names = ["input_ids", "position_ids", "prefix_mask", "prefix_k", "prefix_v", "suffix_k", "suffix_v", "head_ids"]
+    names = ["input_ids", "position_ids", "prefix_mask", "prefix_k", "prefix_v", "suffix_k", "suffix_v"]
     auto = torch.export.Dim.AUTO
     shapes = {
         "input_ids": {0: auto}, "position_ids": {0: auto}, "prefix_mask": {0: auto, 1: auto},
         "prefix_k": {1: auto, 3: auto}, "prefix_v": {1: auto, 3: auto},
-        "suffix_k": {1: auto, 3: auto}, "suffix_v": {1: auto, 3: auto}, "head_ids": {0: auto},
+        "suffix_k": {1: auto, 3: auto}, "suffix_v": {1: auto, 3: auto},
     }
     path = Path(out_dir) / SHARED_STEP
     with torch.no_grad():
         prog = torch.onnx.export(_SharedStep(model), args, input_names=names,
-                                 output_names=["logits", "suffix_k_out", "suffix_v_out"],
+                                 output_names=["hidden", "suffix_k_out", "suffix_v_out"],
                                  dynamic_shapes=shapes, opset_version=opset, dynamo=True)
+        w, b = model.head_weights()
     prog.save(str(path))
+    save_head(Path(out_dir), w.detach().float().numpy(), b.detach().float().numpy())
     return path

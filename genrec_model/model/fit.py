@@ -10,7 +10,7 @@ import torch
 
 from genrec_model.catalog.product_quantizer import fit_product_quantizer
 from genrec_model.decode.beam_search import decode
-from genrec_model.decode.config import BeamSearchConfig
+from genrec_model.decode.config import BeamSearchConfig, trained_normalization
 from genrec_model.decode.trie import SidTrie, build_trie
 from genrec_model.evaluation.metrics import recall_ndcg_at_k
 from genrec_model.model.config import FitConfig, SeqDataConfig
@@ -19,7 +19,7 @@ from genrec_model.model.seq_model import SeqModel
 from genrec_model.model.sid_vocab import SidVocab, history_tokens
 from genrec_model.model.torch_step import TorchStepModel
 from genrec_model.model.train_data import build_word_vocab, epoch_sequences, eval_examples, item_word_ids, rec_sequences
-from genrec_model.model.trainer import TrainResult, train
+from genrec_model.model.trainer import TrainResult, item_siblings, train
 
 
 @dataclass
@@ -44,7 +44,8 @@ def rank_histories(model, vocab: SidVocab, trie: SidTrie, item_tokens: np.ndarra
     step = TorchStepModel(model, next(model.parameters()).device)
     toks = [history_tokens(h, item_tokens) for h in histories]
     return decode(step, trie, vocab.level_starts, toks,
-                  BeamSearchConfig(beam_width=beam, top_k=top_k, users_per_call=users_per_call))
+                  BeamSearchConfig(beam_width=beam, top_k=top_k, users_per_call=users_per_call,
+                                   normalize=trained_normalization(model.cfg.item_softmax)))
 
 
 def fit_generator(sequences: list[np.ndarray], codes: np.ndarray, level_sizes: list[int], titles: list[str],
@@ -99,8 +100,10 @@ def fit_generator(sequences: list[np.ndarray], codes: np.ndarray, level_sizes: l
             set_catalog(m, vocab, codes, np.asarray(item_content, dtype=np.float32))
         return m
 
+    siblings = item_siblings(item_tokens, vocab.vocab_size) if cfg.model.item_softmax == "prefix" else None
     model = new_model()
-    result = train(model, epoch_data, validate, cfg.trainer, out_dir=out_dir, softmax_groups=vocab.softmax_groups())
+    result = train(model, epoch_data, validate, cfg.trainer, out_dir=out_dir, softmax_groups=vocab.softmax_groups(),
+                   siblings=siblings)
     serving, serving_result = None, None
     if cfg.refit_for_serving:
         # the served lists predict past each user's newest event, so the serving model learns from every
@@ -110,6 +113,7 @@ def fit_generator(sequences: list[np.ndarray], codes: np.ndarray, level_sizes: l
         torch.manual_seed(cfg.trainer.seed)
         serving = new_model()
         serving_result = train(serving, lambda e: epoch_sequences(full, item_tokens, item_words, vocab, cfg.data, refit_rng),
-                               None, cfg.trainer, softmax_groups=vocab.softmax_groups(), stop_after=result.best_epoch + 1)
+                               None, cfg.trainer, softmax_groups=vocab.softmax_groups(), stop_after=result.best_epoch + 1,
+                               siblings=siblings)
         serving.eval()
     return Fitted(model.eval(), vocab, words, result, serving, serving_result)

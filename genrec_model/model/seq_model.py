@@ -282,13 +282,13 @@ class SeqModel(nn.Module):
         h, k, v = self.hidden(input_ids, attention_mask, position_ids, past_k, past_v)
         return self.logits(h), k, v
 
-    def shared_prefix_step(self, input_ids, position_ids, prefix_mask, prefix_k, prefix_v, suffix_k, suffix_v,
-                           head_ids):
+    def shared_prefix_step(self, input_ids, position_ids, prefix_mask, prefix_k, prefix_v, suffix_k, suffix_v):
         """Decode step with the history KV stored once per user (the `step_shared.onnx` graph,
         docs/CONTRACTS.md): input_ids/position_ids (N, 1), prefix_mask (B, T), prefix_k/v
-        (n_layer, B, H, T, hd), suffix_k/v (n_layer, N, H, S, hd), head_ids (K,) -> logits (N, K) for those
-        token ids only, and suffix_k/v (n_layer, N, H, S+1, hd). A step reads B*T + N*S cache entries
-        instead of N*(T+S) (N = B*W beams, S <= levels - 1 << T)."""
+        (n_layer, B, H, T, hd), suffix_k/v (n_layer, N, H, S, hd) -> final hidden state (N, D) and
+        suffix_k/v (n_layer, N, H, S+1, hd). A step reads B*T + N*S cache entries instead of N*(T+S)
+        (N = B*W beams, S <= levels - 1 << T). No LM head: the decoder scores only each beam's trie children
+        from the hidden state and the exported head (`head_weights`, decode/fused_head.py)."""
         x = F.embedding(input_ids, self.token_table()) + self.wpe(position_ids)  # (N, 1, D)
         bias_p = torch.where(prefix_mask.bool(), 0.0, torch.finfo(x.dtype).min).to(x.dtype)[:, None, None, :]
         ks, vs = [], []
@@ -296,12 +296,13 @@ class SeqModel(nn.Module):
             x, k, v = block.shared_prefix(x, bias_p, prefix_k[i], prefix_v[i], suffix_k[i], suffix_v[i])
             ks.append(k)
             vs.append(v)
-        w = self.output_table().index_select(0, head_ids)  # (K, D): only the token ids beam search scores
-        logits = self.ln_f(x)[:, -1] @ w.t()
+        return self.ln_f(x)[:, -1], torch.stack(ks), torch.stack(vs)
+
+    def head_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(V, D) output table and (V,) logit bias (zeros when none): logits = hidden @ W.T + b."""
         bias = self.output_bias()
-        if bias is not None:
-            logits = logits + bias.index_select(0, head_ids)
-        return logits, torch.stack(ks), torch.stack(vs)
+        w = self.output_table()
+        return w, (torch.zeros(w.shape[0], dtype=w.dtype, device=w.device) if bias is None else bias)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -68,6 +68,20 @@ def batches(data: TokenSequences, batch_size: int, bucket: int, rng: np.random.G
     return out
 
 
+def item_siblings(item_tokens: np.ndarray, vocab_size: int) -> np.ndarray:
+    """(V,) prefix id per token for `sequence_loss`: items (rows of `item_tokens` (N, L), the last column
+    naming the item) with equal first L-1 tokens share a prefix id; -1 for every other token."""
+    item_tokens = np.asarray(item_tokens, dtype=np.int64)
+    last = item_tokens[:, -1]
+    if len(np.unique(last)) != len(last):
+        raise ValueError("item_softmax='prefix' needs an item-specific last SID level (sids.scheme: hybrid); "
+                         "here items share last-level tokens")
+    _, prefix_id = np.unique(item_tokens[:, :-1], axis=0, return_inverse=True)
+    out = np.full(vocab_size, -1, dtype=np.int64)
+    out[last] = prefix_id.reshape(-1)
+    return out
+
+
 def sequence_loss(
     model: SeqModel,
     x: torch.Tensor,
@@ -75,12 +89,16 @@ def sequence_loss(
     w: torch.Tensor,
     label_smoothing: float,
     groups: torch.Tensor | None = None,
+    siblings: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Weighted next-token cross entropy; the LM head runs only on positions with weight > 0.
 
     groups: sorted token-id boundaries (e.g. `SidVocab.softmax_groups()`); when given, each target is
     scored by a softmax over its own group only (its SID level, or the word range), which is what the
     level-normalized beam search uses and makes the head far cheaper than a full-vocabulary softmax.
+    siblings: (V,) prefix id of every item-level token (-1 for every other token and for item tokens that
+    name no item): an item target is then scored by a softmax over the items sharing its prefix only
+    (item_softmax="prefix", `item_siblings`).
     """
     table = model.token_table()  # once per step: a content model computes its item rows here
     h, _, _ = model.hidden(x, table=table)  # (B, T, D), plain causal attention (right padding never seen)
@@ -99,6 +117,10 @@ def sequence_loss(
         logits = hs[rows] @ weight[lo:hi].T  # (M_g, hi - lo)
         if bias is not None:
             logits = logits + bias[lo:hi]
+        sib = None if siblings is None else siblings[lo:hi]
+        if sib is not None and bool((sib >= 0).any()):  # the item level: normalize within the prefix
+            same = sib.unsqueeze(0) == siblings[ys[rows]].unsqueeze(1)  # (M_g, hi - lo)
+            logits = logits.masked_fill(~same, torch.finfo(logits.dtype).min)
         ce = F.cross_entropy(logits, ys[rows] - lo, reduction="none", label_smoothing=label_smoothing)
         total = total + (ce * ws[rows]).sum()
     return total / ws.sum()
@@ -129,6 +151,7 @@ def train(
     out_dir: str | None = None,
     softmax_groups: tuple[int, ...] | None = None,
     stop_after: int | None = None,
+    siblings: np.ndarray | None = None,
 ) -> TrainResult:
     """Train in place; on return `model` holds the best (by `cfg.monitor`) weights.
 
@@ -152,6 +175,10 @@ def train(
     groups = None
     if cfg.group_softmax and softmax_groups is not None:
         groups = torch.as_tensor(softmax_groups, dtype=torch.long, device=device)
+    if siblings is not None:
+        if groups is None:
+            raise ValueError("a prefix-normalized item level (siblings) needs the per-level softmax groups")
+        siblings = torch.as_tensor(siblings, dtype=torch.long, device=device)
     step = 0
     for epoch in range(cfg.epochs):
         if epoch > 0:
@@ -171,7 +198,7 @@ def train(
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total, cfg)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = sequence_loss(model, x, y, w, cfg.label_smoothing, groups)
+                loss = sequence_loss(model, x, y, w, cfg.label_smoothing, groups, siblings)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:

@@ -44,6 +44,9 @@ class RecommendConfig:
     users_per_call: int = 8           # users per onnxruntime call (x beam rows)
     new_item_beam: int = 10           # beam (and candidates) of the new-item search (serving.new_item_share)
     constrained: bool = True          # False: no trie (ablation); non-catalog SIDs decode to no item
+    # beam scores: "auto" = as the model was trained (item_softmax "prefix" -> "children", else "level");
+    # "children" also decodes a level-trained model with the children-only head (decode/fused_head.py)
+    normalize: str = "auto"
     serving: ServingConfig = field(default_factory=ServingConfig)
     # serve: next items after the whole history; test / valid: with the last / last two items held
     # out, so `evaluate` measures exactly this code path.
@@ -55,5 +58,7 @@ class RecommendConfig:
         bad = set(self.splits) - {"serve", "test", "valid"}
         if bad:
             raise ValueError(f"recommend.splits: unknown {sorted(bad)} (serve, test, valid)")
+        if self.normalize not in ("auto", "level", "children"):
+            raise ValueError(f"recommend.normalize must be auto, level or children, got {self.normalize!r}")
         if not self.serving.top_k <= self.candidates <= self.beam_width:
             raise ValueError("need serving.top_k <= candidates <= beam_width")

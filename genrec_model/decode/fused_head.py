@@ -1,0 +1,82 @@
+"""Children-only output head, fused with the beam search step (Numba).
+
+A beam at trie node n can only continue with n's children, and with `normalize="children"` its scores
+are the model's log-softmax over those children only (for an `item_softmax="prefix"` model exactly its
+trained P(item | prefix); for a level-trained model the same distribution renormalized over the catalog's
+children). So the decoder never needs the other logits: from each row's final hidden state it computes
+`hidden . W[token] + b[token]` for the children alone, their log-sum-exp and the running top-`width`, in
+one pass. Per item step that is ~children x D multiply-adds per beam (~47 x 128 on Beauty) instead of the
+whole item level (12,101 x 128), and no (rows, vocabulary) buffer crosses from onnxruntime to numpy.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True, fastmath=True, inline="always")
+def _dot(a, b):
+    acc = np.float32(0.0)
+    for k in range(a.shape[0]):
+        acc += a[k] * b[k]
+    return acc
+
+
+@numba.njit(cache=True)
+def topk_children_fused(hidden, weight, bias, tok_lo, scores, nodes, n_rows, width, indptr, child_code, max_children):
+    """Best `width` children per user over its `n_rows` beam rows, logits computed for children only.
+
+    hidden (B*R, D) float32; weight (V, D) float32; bias (V,) float32; child token id = tok_lo + code;
+    scores (B*R,) float64; nodes (B*R,) int64 (-1 = dead). Returns parent (B, W) local beam index, code,
+    child node and score; -1 / -1 / -1 / -inf where dead. Same tie rule as `beam_search.topk_children`:
+    candidates are visited in ascending flat index, so a later equal score never overtakes.
+    """
+    n_users = nodes.shape[0] // n_rows
+    parent = np.full((n_users, width), -1, dtype=np.int64)
+    code = np.full((n_users, width), -1, dtype=np.int64)
+    child = np.full((n_users, width), -1, dtype=np.int64)
+    best = np.full((n_users, width), -np.inf)
+    buf = np.empty(max(max_children, 1), dtype=np.float64)
+    for b in range(n_users):
+        count = 0
+        worst = -np.inf  # score a candidate must beat once the beam is full
+        for r in range(n_rows):
+            row = b * n_rows + r
+            node = nodes[row]
+            base = scores[row]
+            if node < 0 or not (base > -np.inf):
+                continue
+            start, stop = indptr[node], indptr[node + 1]
+            h = hidden[row]
+            m = -np.inf
+            for j in range(start, stop):
+                t = tok_lo + child_code[j]
+                x = np.float64(_dot(h, weight[t]) + bias[t])
+                buf[j - start] = x
+                if x > m:
+                    m = x
+            acc = 0.0
+            for j in range(start, stop):
+                acc += np.exp(buf[j - start] - m)
+            norm = m + np.log(acc)
+            for j in range(start, stop):
+                s = base + (buf[j - start] - norm)
+                if not (s > worst):
+                    continue
+                pos = count if count < width else width - 1
+                while pos > 0 and best[b, pos - 1] < s:
+                    if pos < width:
+                        best[b, pos] = best[b, pos - 1]
+                        parent[b, pos] = parent[b, pos - 1]
+                        code[b, pos] = code[b, pos - 1]
+                        child[b, pos] = child[b, pos - 1]
+                    pos -= 1
+                best[b, pos] = s
+                parent[b, pos] = r
+                code[b, pos] = child_code[j]
+                child[b, pos] = j
+                if count < width:
+                    count += 1
+                if count == width:
+                    worst = best[b, width - 1]
+    return parent, code, child, best
