@@ -1,28 +1,27 @@
-"""Constrained beam-search decoding benchmark (one process, baselines timed beside ours).
+"""Constrained beam-search decoding benchmark on the shipped model (one process, baselines timed beside ours).
 
-1. users/s: our decoder (Numba trie fast path over onnxruntime) vs transformers `generate(num_beams,
-   prefix_allowed_tokens_fn=<Python dict trie>)` on the same weights (hf_compat), same histories.
-   Top-10 agreement = share of users whose top-10 item lists are identical (our decoder run with
-   normalize="vocab", HF's semantics; near-ties can legitimately flip, so this is a lower bound).
-   The headline ratio uses normalize="vocab" (identical semantics and outputs); the production default
-   normalize="level" also skips most of the LM head at each step and is printed beside it.
-2. Trie step alone at `--trie-items` synthetic items (3 x 256 codes + dedup digit) on random logits:
+    python benchmarks/decode_bench.py --conf conf/beauty.yaml [--users 2000] [--hf-users 100] [overrides...]
+
+1. The production decoder (onnxruntime graphs of the latest export under the config's artifacts, Numba trie
+   search; with normalize="children" the fused children-only head) on real test histories read from the
+   config's lakehouse (each user's history before the test item, the job's max_history), vs transformers
+   `generate(num_beams, prefix_allowed_tokens_fn=<dict trie>)` on the same weights with the SAME scoring:
+   a LogitsProcessor renormalizes the allowed tokens (log-softmax over a beam's trie children) where the
+   model is decoded with normalize="children"; with normalize="level" the processor renormalizes over the
+   level's range. top10_identical = share of users whose top-k item lists are identical.
+2. users/s of our decoder at several users per call (what recommend.users_per_call trades).
+3. Trie step alone at `--trie-items` synthetic items (3 x 256 codes + dedup digit) on random logits:
    microseconds per user for a full decode, Numba kernel vs a Python dict trie.
-3. FLOP floor of the model per user (history prefilled once, LM head over the level's range only)
-   vs measured time of the default decoder (single-thread sgemm rate measured here).
-4. users/s at 1x, 10x, 100x users.
-Last line: `speedup_vs_hf=<x> top10_agreement=<fraction> users_per_s=<n>`.
-
-Usage: python benchmarks/decode_bench.py [--checkpoint best.pt --codes codes.npy [--append-item-token]] [--users 200]
-Without a checkpoint a randomly initialized SeqModel (default config, embeddings scaled by
---init-scale so logits are not flat) is used over a synthetic catalog of --n-items items.
+4. Multiply-adds per user of the decode (trunk per beam row + head columns actually computed).
+Last line: `speedup_vs_hf=<x> top10_identical=<fraction> users_per_s=<n>`.
+CPU seconds of this process (1 thread everywhere), so a busy neighbour does not change the ratios much.
 """
 from __future__ import annotations
 
 import argparse
 import gc
 import os
-import tempfile
+import sys
 import time
 from dataclasses import dataclass
 
@@ -31,34 +30,32 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import torch
 
-from genrec_model.decode.beam_search import decode, left_pad, level_logsumexp, topk_children
-from genrec_model.decode.config import BeamSearchConfig, OrtConfig
-from genrec_model.decode.ort_step import OrtStepModel, load_step_model
-from genrec_model.decode.trie import build_trie
-from genrec_model.model.config import SeqModelConfig
-from genrec_model.model.artifacts import write_export_manifest
-from genrec_model.model.export import export_onnx, export_shared_step
-from genrec_model.model.hf_compat import to_hf_gpt2
-from genrec_model.model.seq_model import SeqModel
-from genrec_model.model.sid_vocab import BOS, SidVocab
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from transformers import LogitsProcessorList  # noqa: E402
+
+from genrec_model.config import load_config  # noqa: E402
+from genrec_model.decode.beam_search import decode, left_pad, level_logsumexp, topk_children  # noqa: E402
+from genrec_model.decode.config import BeamSearchConfig, OrtConfig, trained_normalization  # noqa: E402
+from genrec_model.decode.ort_step import load_step_model  # noqa: E402
+from genrec_model.decode.trie import build_trie  # noqa: E402
+from genrec_model.model.config import SeqModelConfig  # noqa: E402
+from genrec_model.model.hf_compat import to_hf_gpt2  # noqa: E402
+from genrec_model.model.sid_vocab import SidVocab, history_tokens  # noqa: E402
 
 
 @dataclass(frozen=True)
 class BenchConfig:
-    users: int = 200
-    hf_users: int = 40
+    users: int = 2000
+    hf_users: int = 100
     beam: int = 20
     top_k: int = 10
     users_per_call: int = 8
     hf_batch: int = 1  # HF generate was fastest at 1 user per call (scanned 1, 4, 8, 16, 32: 54-116 ms/user)
     threads: int = 1
-    n_items: int = 12000
-    hist_min: int = 3
-    hist_max: int = 20
     trie_items: int = 200_000
     trie_users: int = 2000
     dict_users: int = 100
-    init_scale: float = 30.0
     seed: int = 0
 
 
@@ -71,14 +68,6 @@ def synthetic_codes(n: int, sizes: tuple[int, ...], rng: np.random.Generator) ->
     dedup = np.empty(n, dtype=np.int64)
     dedup[order] = np.arange(n) - first
     return np.concatenate([sem, dedup[:, None]], axis=1), tuple(sizes) + (int(dedup.max()) + 1,)
-
-
-def make_histories(codes: np.ndarray, vocab: SidVocab, n_users: int, cfg: BenchConfig, rng) -> list[np.ndarray]:
-    out = []
-    for _ in range(n_users):
-        items = rng.integers(0, len(codes), rng.integers(cfg.hist_min, cfg.hist_max + 1))
-        out.append(np.concatenate([[BOS], vocab.codes_to_tokens(codes[items]).ravel()]))
-    return out
 
 
 def timed(fn, *args, **kw):
@@ -112,7 +101,25 @@ def token_dict_trie(codes: np.ndarray, vocab: SidVocab) -> dict[tuple, list[int]
     return {k: sorted(v) for k, v in trie.items()}
 
 
-def hf_decode(hf, histories, dict_trie, token_to_item, vocab: SidVocab, cfg: BenchConfig) -> np.ndarray:
+class Renormalize:
+    """LogitsProcessor: log-softmax over the tokens still allowed (finite) -- after HF's own full-vocabulary
+    log-softmax and the prefix_allowed_tokens_fn mask, this gives a beam's children their log-softmax among
+    themselves (normalize="children"); with `ranges` (token-id ranges per generated position) it
+    renormalizes over that level's range instead (normalize="level")."""
+
+    def __init__(self, prompt_len: int, ranges: list[tuple[int, int]] | None = None):
+        self.prompt_len, self.ranges = prompt_len, ranges
+
+    def __call__(self, input_ids, scores):
+        if self.ranges is not None:
+            lo, hi = self.ranges[input_ids.shape[1] - self.prompt_len]
+            level = torch.full_like(scores, -float("inf"))
+            level[:, lo:hi] = torch.log_softmax(scores[:, lo:hi], dim=-1)
+            return torch.where(torch.isfinite(scores), level, scores)
+        return torch.log_softmax(scores, dim=-1)
+
+
+def hf_decode(hf, histories, dict_trie, token_to_item, vocab: SidVocab, cfg: BenchConfig, normalize: str) -> np.ndarray:
     """Batches of hf_batch users in order of history length (same bucketing as our `decode`)."""
     n_levels = vocab.n_levels
     out = np.full((len(histories), cfg.top_k), -1, dtype=np.int64)
@@ -125,12 +132,13 @@ def hf_decode(hf, histories, dict_trie, token_to_item, vocab: SidVocab, cfg: Ben
         def allowed(batch_id, sent, prompt=prompt):
             return dict_trie.get(tuple(sent[prompt:].tolist()), [])
 
+        ranges = None if normalize == "children" else [vocab.level_range(d) for d in range(n_levels)]
         with torch.no_grad():
             gen = hf.generate(
                 input_ids=torch.as_tensor(ids), attention_mask=torch.as_tensor(mask), num_beams=cfg.beam,
                 num_return_sequences=cfg.top_k, max_new_tokens=n_levels, min_new_tokens=n_levels,
                 do_sample=False, early_stopping=True, length_penalty=0.0, prefix_allowed_tokens_fn=allowed,
-                pad_token_id=0,
+                logits_processor=LogitsProcessorList([Renormalize(prompt, ranges)]), pad_token_id=0,
             )
         new = gen[:, prompt:].numpy().reshape(-1, cfg.top_k, n_levels)
         for i, user in zip(idx, new):
@@ -189,130 +197,125 @@ def trie_step_bench(cfg: BenchConfig, rng) -> tuple[float, float, float]:
 # ---------------------------------------------------------------- FLOP floor
 
 
-def model_flops_per_user(mc: SeqModelConfig, hist_len: float, head_cols: list[int], beam: int) -> float:
-    """Matmul FLOPs a decode must do: prefill of the history once, then len(head_cols) - 1 steps of
-    `beam` rows; the LM head of level d only over head_cols[d] token ids (the level's range)."""
-    d, L = mc.d_model, mc.n_layer
-    per_token = L * 2 * (4 * d * d + 2 * d * mc.d_ff)  # qkv + proj + mlp
-    prefill = hist_len * per_token + L * 2 * 2 * d * hist_len * (hist_len + 1) / 2 + 2 * d * head_cols[0]
-    steps = sum(beam * (per_token + L * 2 * 2 * d * (hist_len + i + 1) + 2 * d * head_cols[i + 1])
+def macs_per_user(mc: dict, hist_len: float, head_cols: list[float], beam: int) -> float:
+    """Multiply-adds of one user's decode: the history's tokens through the trunk once, then
+    len(head_cols) - 1 steps of `beam` rows; head_cols[d] = output-head columns computed per row at level d."""
+    d, L = mc["d_model"], mc["n_layer"]
+    per_token = L * (4 * d * d + 2 * d * mc["d_ff"])  # qkv + proj + mlp
+    prefill = hist_len * per_token + L * 2 * d * hist_len * (hist_len + 1) / 2 + d * head_cols[0]
+    steps = sum(beam * (per_token + L * 2 * d * (hist_len + i + 1) + d * head_cols[i + 1])
                 for i in range(len(head_cols) - 1))
     return prefill + steps
 
 
-def sgemm_rate(n: int = 512, reps: int = 10, trials: int = 5) -> float:
-    """Best single-thread float32 GEMM rate (FLOP/s) over a few trials, torch (MKL/oneDNN) at 1 thread."""
-    a = torch.randn(n, n)
-    a @ a
-    best = min(timed(lambda: [a @ a for _ in range(reps)])[1] for _ in range(trials))
-    return 2 * n**3 * reps / best
+def real_histories(root: str, item_index: dict, item_tokens: np.ndarray, max_history: int, n: int, seed: int):
+    """Token histories of `n` seeded users: each user's items before the test item (the last), as the
+    recommend job's `test` split, known items only, the last `max_history`."""
+    from deltalake import DeltaTable
+
+    inter = DeltaTable(os.path.join(root, "interactions")).to_pandas(columns=["user_id", "item_id", "seq_pos"])
+    seqs = inter.sort_values(["user_id", "seq_pos"]).groupby("user_id", sort=True)["item_id"].agg(list)
+    out = []
+    for u in np.random.default_rng(seed).permutation(len(seqs)):
+        known = [item_index[i] for i in seqs.iloc[u][:-1] if i in item_index][-max_history:]
+        if known:
+            out.append(history_tokens(np.asarray(known), item_tokens))
+        if len(out) == n:
+            break
+    return out
+
+
+def load_shipped(cfg):
+    """(export folder, its manifest, item ids, codes, vocab, plain torch model equal to the graphs, max_history)."""
+    from genrec_model.model.artifacts import CHECKPOINT, load_head, read_export, read_export_items, read_model
+    from genrec_model.model.item_content import plain_model
+
+    art = read_model(cfg.artifact_path("models"), cfg.recommend.model_version)
+    manifest = read_export(art.onnx_dir)
+    item_ids, codes, _ = read_export_items(art.onnx_dir)
+    vocab = SidVocab.from_dict(manifest["vocab"])
+    ckpt = torch.load(os.path.join(art.path, CHECKPOINT), map_location="cpu", weights_only=True)
+    mc = ckpt["model_config"]
+    weight, bias = load_head(art.onnx_dir)
+    base = SeqModelConfig(**{**mc, "item_tokens": tuple(mc.get("item_tokens", (0, 0)))})
+    model = plain_model(base, ckpt["state_dict"], torch.from_numpy(weight), torch.from_numpy(bias))
+    return art.onnx_dir, manifest, item_ids, codes, vocab, model, art.max_history
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", help="trainer best.pt (model_config + state_dict)")
-    ap.add_argument("--codes", help="(N, L) item codes .npy matching the checkpoint's vocab")
-    ap.add_argument("--append-item-token", action="store_true",
-                    help="codes are the semantic prefix only: append the item index as the last level (hybrid scheme)")
-    ap.add_argument("--prefix-levels", type=int, default=0, help="keep only the first n code levels (0 = all)")
+    ap.add_argument("--conf", required=True, help="genrec config: its artifacts' latest export and its lakehouse")
     for f, default in BenchConfig.__dataclass_fields__.items():
         ap.add_argument(f"--{f.replace('_', '-')}", type=type(default.default), default=default.default)
-    ap.add_argument("--skip-scale", action="store_true", help="skip the 100x users run")
+    ap.add_argument("--calls", type=int, nargs="*", default=[1, 8, 32], help="users per call to compare")
+    ap.add_argument("--skip-trie", action="store_true", help="skip the synthetic trie-step microbenchmark")
+    ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     cfg = BenchConfig(**{f: getattr(args, f) for f in BenchConfig.__dataclass_fields__})
+    gcfg = load_config(args.conf, args.overrides)
     torch.set_num_threads(cfg.threads)
-    rng = np.random.default_rng(cfg.seed)
-
-    if args.codes:
-        codes = np.load(args.codes).astype(np.int64)
-        codes = codes[:, : args.prefix_levels] if args.prefix_levels else codes
-        if args.append_item_token:
-            codes = np.concatenate([codes, np.arange(len(codes))[:, None]], axis=1)
-        sizes = tuple(int(x) + 1 for x in codes.max(axis=0))
-    else:
-        codes, sizes = synthetic_codes(cfg.n_items, (256, 256, 256), rng)
-    if args.checkpoint:
-        ck = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-        mc = SeqModelConfig(**ck["model_config"])
-        model = SeqModel(mc)
-        model.load_state_dict(ck["state_dict"])
-        base = SidVocab(sizes)
-        vocab = SidVocab(sizes, n_extra=mc.vocab_size - base.vocab_size)
-    else:
-        vocab = SidVocab(sizes)
-        mc = SeqModelConfig(vocab_size=vocab.vocab_size, dropout=0.0)
-        torch.manual_seed(cfg.seed)
-        model = SeqModel(mc)
-        with torch.no_grad():
-            model.wte.weight.mul_(cfg.init_scale)
-    model.eval()
-    trie = build_trie(codes, vocab.level_sizes)
-    starts = tuple(vocab.level_range(d)[0] for d in range(vocab.n_levels))
-    print(f"catalog {len(codes)} items, level_sizes {vocab.level_sizes}, vocab {vocab.vocab_size}, "
-          f"model {model.num_params() / 1e6:.2f}M params, beam {cfg.beam}, top {cfg.top_k}, threads {cfg.threads}")
-
-    tmp = tempfile.mkdtemp(prefix="decode_bench_")
-    manifest, t_exp = timed(export_onnx, model, vocab, tmp, "bench", "bench")
-    write_export_manifest(tmp, manifest)
-    plain_model = OrtStepModel(tmp, OrtConfig(intra_op_threads=cfg.threads))
-    export_shared_step(model, tmp)
-    ort_model = load_step_model(tmp, OrtConfig(intra_op_threads=cfg.threads))
-    print(f"exported to {tmp} ({t_exp:.1f} CPU s); {type(ort_model).__name__}, providers {ort_model.providers}")
-
-    histories = make_histories(codes, vocab, cfg.users, cfg, rng)
+    onnx_dir, manifest, item_ids, codes, vocab, model, max_history = load_shipped(gcfg)
+    normalize = gcfg.recommend.normalize
+    if normalize == "auto":
+        normalize = trained_normalization(manifest["model_config"].get("item_softmax", "level"))
+    trie = build_trie(codes, list(vocab.level_sizes))
+    item_tokens = vocab.codes_to_tokens(codes)
+    histories = real_histories(gcfg.lakehouse_root(), {i: n for n, i in enumerate(item_ids)}, item_tokens,
+                               max_history, cfg.users, cfg.seed)
     mean_len = float(np.mean([len(h) for h in histories]))
-    ours_cfg = BeamSearchConfig(beam_width=cfg.beam, top_k=cfg.top_k, users_per_call=cfg.users_per_call)
-    decode(ort_model, trie, starts, histories[:2], ours_cfg)  # warm (Numba compile, ORT first run)
-    (ours_items, _), t_ours = timed(decode, ort_model, trie, starts, histories, ours_cfg)
-    ups = cfg.users / t_ours
-    print(f"ours: {cfg.users} users in {t_ours:.2f} CPU s ({wall:.2f} wall s) -> {ups:.1f} users/s "
-          f"({t_ours / cfg.users * 1e3:.2f} ms/user)")
-    decode(plain_model, trie, starts, histories[:2], ours_cfg)
-    (plain_items, _), t_plain = timed(decode, plain_model, trie, starts, histories, ours_cfg)
-    print(f"ours with the contract step.onnx (full KV per beam): {cfg.users / t_plain:.1f} users/s "
-          f"({t_plain / cfg.users * 1e3:.2f} ms/user); identical top-{cfg.top_k}: {(plain_items == ours_items).all(axis=1).mean():.3f}")
+    ort_model = load_step_model(onnx_dir, OrtConfig(intra_op_threads=cfg.threads, use_gpu=False))
+    print(f"model {manifest['model_version']}: {len(codes)} items, level sizes {vocab.level_sizes}, vocab "
+          f"{vocab.vocab_size}, {model.num_params() / 1e6:.2f}M params; {len(histories)} test histories "
+          f"(mean {mean_len:.1f} tokens); beam {cfg.beam}, top {cfg.top_k}, normalize={normalize}, "
+          f"{type(ort_model).__name__}, threads {cfg.threads}", flush=True)
+
+    ours_cfg = BeamSearchConfig(beam_width=cfg.beam, top_k=cfg.top_k, users_per_call=cfg.users_per_call,
+                                normalize=normalize)
+    decode(ort_model, trie, vocab.level_starts, histories[:4], ours_cfg)  # warm (Numba compile, ORT first run)
+    (ours_items, _), t_ours = timed(decode, ort_model, trie, vocab.level_starts, histories, ours_cfg)
+    ups = len(histories) / t_ours
+    print(f"ours: {len(histories)} users in {t_ours:.2f} CPU s ({wall:.2f} wall s) -> {ups:.1f} users/s "
+          f"({t_ours / len(histories) * 1e3:.3f} ms/user), {cfg.users_per_call} users per call", flush=True)
+    for calls in args.calls:
+        c = BeamSearchConfig(beam_width=cfg.beam, top_k=cfg.top_k, users_per_call=calls, normalize=normalize)
+        _, t = timed(decode, ort_model, trie, vocab.level_starts, histories, c)
+        print(f"  users per call {calls}: {len(histories) / t:.1f} users/s", flush=True)
+    if normalize == "children":
+        full = BeamSearchConfig(beam_width=cfg.beam, top_k=cfg.top_k, users_per_call=cfg.users_per_call, normalize="level")
+        (_, _), t_level = timed(decode, ort_model, trie, vocab.level_starts, histories, full)
+        print(f"  the same graphs with the whole level's logits (normalize=level, numpy head): "
+              f"{len(histories) / t_level:.1f} users/s -> children-only head {t_level / t_ours:.1f}x", flush=True)
 
     hf = to_hf_gpt2(model)
     dict_trie = token_dict_trie(codes, vocab)
-    token_to_item = {tuple(t): i for i, t in enumerate(vocab.codes_to_tokens(codes).tolist())}
+    token_to_item = {tuple(t): i for i, t in enumerate(item_tokens.tolist())}
     hist_hf = histories[: cfg.hf_users]
-    hf_decode(hf, hist_hf[:1], dict_trie, token_to_item, vocab, cfg)  # warm
-    hf_items, t_hf = timed(hf_decode, hf, hist_hf, dict_trie, token_to_item, vocab, cfg)
-    hf_ups = cfg.hf_users / t_hf
-    print(f"hf generate: {cfg.hf_users} users in {t_hf:.2f} CPU s ({wall:.2f} wall s) -> {hf_ups:.2f} users/s")
-    # Same semantics as HF (log-softmax over the whole vocabulary, full LM head) for the headline ratio.
-    vocab_cfg = BeamSearchConfig(beam_width=cfg.beam, top_k=cfg.top_k, normalize="vocab", users_per_call=cfg.users_per_call)
-    (ours_all_v, _), t_v = timed(decode, ort_model, trie, starts, histories, vocab_cfg)
-    ups_v = cfg.users / t_v
-    speedup = ups_v / hf_ups
-    print(f"ours, normalize=vocab (HF semantics): {ups_v:.1f} users/s -> speedup vs HF {speedup:.1f}x "
-          f"(normalize=level, sliced LM head: {ups / hf_ups:.1f}x)")
-    ours_v = ours_all_v[: cfg.hf_users]
-    agree = float((ours_v == hf_items).all(axis=1).mean())
-    agree_level = float((ours_items[: cfg.hf_users] == hf_items).all(axis=1).mean())
-    overlap = float(np.mean([len(set(a) & set(b)) / cfg.top_k for a, b in zip(ours_v, hf_items)]))
-    print(f"top-{cfg.top_k} identical lists vs HF: {agree:.3f} (normalize=vocab), {agree_level:.3f} (normalize=level); "
-          f"mean overlap {overlap:.3f}")
+    hf_decode(hf, hist_hf[:1], dict_trie, token_to_item, vocab, cfg, normalize)  # warm
+    hf_items, t_hf = timed(hf_decode, hf, hist_hf, dict_trie, token_to_item, vocab, cfg, normalize)
+    hf_ups = len(hist_hf) / t_hf
+    speedup = ups / hf_ups
+    same = float((ours_items[: len(hist_hf)] == hf_items).all(axis=1).mean())
+    overlap = float(np.mean([len(set(a) & set(b)) / cfg.top_k for a, b in zip(ours_items, hf_items)]))
+    print(f"hf generate (same scoring): {len(hist_hf)} users in {t_hf:.2f} CPU s ({wall:.2f} wall s) -> "
+          f"{hf_ups:.2f} users/s; ours {speedup:.1f}x; identical top-{cfg.top_k} lists {same:.3f}, "
+          f"mean overlap {overlap:.3f}", flush=True)
 
-    us_k, us_kl, us_d = trie_step_bench(cfg, rng)
-    print(f"trie step, full decode per user at {cfg.trie_items} items: kernel {us_k:.1f} us, kernel + log-softmax "
-          f"{us_kl:.1f} us, python dict trie {us_d:.1f} us -> {us_d / us_k:.0f}x")
+    mc = manifest["model_config"]
+    if normalize == "children":
+        kids = [float(np.mean(np.diff(trie.indptr[d]))) for d in range(trie.n_levels)]
+    else:
+        kids = [float(s) for s in vocab.level_sizes]
+    macs = macs_per_user(mc, mean_len, kids, cfg.beam)
+    print(f"decode multiply-adds per user: {macs / 1e6:.2f} M (head columns per row and level "
+          f"{[round(k, 1) for k in kids]} vs level sizes {list(vocab.level_sizes)}); "
+          f"{macs * ups / 1e9:.2f} GMAC/s achieved", flush=True)
 
-    flops = model_flops_per_user(mc, mean_len, list(vocab.level_sizes), cfg.beam)
-    rate = sgemm_rate()
-    floor_s = flops / rate
-    print(f"FLOP floor: {flops / 1e6:.1f} MFLOP/user (mean history {mean_len:.0f} tokens), sgemm {rate / 1e9:.1f} GFLOP/s "
-          f"-> floor {floor_s * 1e3:.3f} ms/user; measured {t_ours / cfg.users * 1e3:.2f} ms/user "
-          f"({floor_s / (t_ours / cfg.users):.1%} of floor rate)")
-
-    scales = (1, 10) if args.skip_scale else (1, 10, 100)
-    base = max(1, cfg.users // 100)
-    for m in scales:
-        n = base * m
-        hs = make_histories(codes, vocab, n, cfg, rng)
-        _, t = timed(decode, ort_model, trie, starts, hs, ours_cfg)
-        print(f"scale {m}x: {n} users in {t:.2f} CPU s ({wall:.2f} wall s) -> {n / t:.1f} users/s")
-    print(f"speedup_vs_hf={speedup:.1f} top10_agreement={agree:.3f} users_per_s={ups:.1f}")
+    if not args.skip_trie:
+        rng = np.random.default_rng(cfg.seed)
+        us_k, us_kl, us_d = trie_step_bench(cfg, rng)
+        print(f"trie step, full decode per user at {cfg.trie_items} items: kernel {us_k:.1f} us, kernel + log-softmax "
+              f"{us_kl:.1f} us, python dict trie {us_d:.1f} us -> {us_d / us_k:.0f}x", flush=True)
+    print(f"speedup_vs_hf={speedup:.1f} top10_identical={same:.3f} users_per_s={ups:.1f}")
 
 
 if __name__ == "__main__":

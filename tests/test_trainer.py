@@ -117,6 +117,32 @@ def test_group_softmax_loss_is_per_level_cross_entropy():
     torch.testing.assert_close(full, -(lpf[0, 6] + 2 * lpf[1, 9] + lpf[3, 12]) / 4)
 
 
+def test_prefix_item_softmax_normalizes_over_the_items_sharing_the_prefix():
+    """item_softmax="prefix": an item target's softmax runs over its prefix's items only; code levels keep
+    their level softmax."""
+    from genrec_model.model.trainer import item_siblings, sequence_loss
+
+    vocab = SidVocab((2, 5))  # level 0 (prefix codes): tokens 6-7; level 1 (items): tokens 8-12
+    codes = np.array([[0, 0], [0, 1], [1, 2], [1, 3], [0, 4]])  # prefix 0: items 0, 1, 4; prefix 1: items 2, 3
+    sib = item_siblings(vocab.codes_to_tokens(codes), vocab.vocab_size)
+    assert sib[:8].tolist() == [-1] * 8 and sib[8:].tolist() == [0, 0, 1, 1, 0]
+    torch.manual_seed(0)
+    model = SeqModel(SeqModelConfig(vocab_size=vocab.vocab_size, n_layer=1, n_head=1, d_model=8, d_ff=16,
+                                    dropout=0.0, max_positions=8)).eval()
+    x = torch.tensor([[1, 6, 8, 7]])
+    y = torch.tensor([[6, 8, 7, 11]])  # prefix 0, item 0, prefix 1, item 3
+    w = torch.ones(1, 4)
+    got = sequence_loss(model, x, y, w, 0.0, torch.tensor(vocab.softmax_groups()), torch.as_tensor(sib))
+    logits, _, _ = model(x)
+    lp0 = torch.log_softmax(logits[0, 0, 6:8], -1)[0]
+    lp1 = torch.log_softmax(logits[0, 1, [8, 9, 12]], -1)[0]  # items of prefix 0
+    lp2 = torch.log_softmax(logits[0, 2, 6:8], -1)[1]
+    lp3 = torch.log_softmax(logits[0, 3, [10, 11]], -1)[1]  # items of prefix 1
+    torch.testing.assert_close(got, -(lp0 + lp1 + lp2 + lp3) / 4)
+    with pytest.raises(ValueError, match="item-specific"):  # TIGER's dedup digit names no item by itself
+        item_siblings(vocab.codes_to_tokens(np.array([[0, 0], [1, 0]])), vocab.vocab_size)
+
+
 @torch.no_grad()
 def teacher_forced_metrics(
     model: SeqModel, histories: list[np.ndarray], targets: np.ndarray, item_tokens: np.ndarray, batch_size: int = 512

@@ -48,13 +48,22 @@ def materialize(model: SeqModel, vocab: SidVocab, codes: np.ndarray, item_conten
     items = model.item_embeddings(torch.from_numpy(content))
     items[~torch.from_numpy(valid)] = 0.0
     w = model.wte.weight
-    plain = SeqModel(replace(model.cfg, vocab_size=vocab.vocab_size, item_content_dim=0, item_tokens=(0, 0),
-                             item_codebooks=0, logit_bias=True))
-    state = {k: v for k, v in model.state_dict().items()
-             if not k.startswith(("item_encoder.", "item_code_emb.")) and k not in ("wte.weight", "item_centroids")}
-    state["wte.weight"] = torch.cat([w[:lo], items, w[lo:]], 0)
     bias = torch.zeros(vocab.vocab_size)
     bias[lo:hi][~torch.from_numpy(valid)] = NO_ITEM_LOGIT
+    return plain_model(model.cfg, model.state_dict(), torch.cat([w[:lo], items, w[lo:]], 0), bias)
+
+
+def plain_model(cfg, state: dict, table: torch.Tensor, bias: torch.Tensor) -> SeqModel:
+    """A plain SeqModel (token table `table` (V, D), tied; constant logit bias (V,)) holding the other
+    weights of `state` (a content model's or a plain model's state dict) -- what the export writes."""
+    if not cfg.tie_weights:
+        raise ValueError("plain_model needs tied input/output embeddings")
+    plain = SeqModel(replace(cfg, vocab_size=table.shape[0], item_content_dim=0, item_tokens=(0, 0),
+                             item_codebooks=0, logit_bias=True))
+    state = {k: v for k, v in state.items()
+             if not k.startswith(("item_encoder.", "item_code_emb.", "lm_head."))
+             and k not in ("wte.weight", "item_centroids", "logit_bias")}
+    state["wte.weight"] = table
     state["logit_bias"] = bias
     plain.load_state_dict(state)
     return plain.eval()
