@@ -18,7 +18,7 @@ import numpy as np
 
 from genrec_model.decode.config import BeamSearchConfig
 from genrec_model.decode.constraints import Constraint, NoConstraint
-from genrec_model.decode.fused_head import topk_children_fused
+from genrec_model.decode.fused_head import child_head, topk_children_fused
 from genrec_model.decode.trie import SidTrie
 
 
@@ -237,14 +237,15 @@ def _beam_search_fused(model, trie: SidTrie, level_starts, input_ids, attention_
     """beam_search_fast for a model that returns hidden states (`prefill_hidden`/`step_hidden` and
     `head_weight`/`head_bias`): each level scores only the live beams' trie children (fused_head.py)."""
     n_users, width, n_levels = input_ids.shape[0], cfg.beam_width, trie.n_levels
+    heads = child_head(trie, model.head_weight, model.head_bias, level_starts)
     hidden, state = model.prefill_hidden(input_ids, attention_mask, position_ids)
     scores = np.zeros(n_users)
     nodes = np.zeros(n_users, dtype=np.int64)
     n_rows = 1
     for d in range(n_levels):
         parent, code, child, best = topk_children_fused(
-            hidden, model.head_weight, model.head_bias, level_starts[d], scores, nodes, n_rows, width,
-            trie.indptr[d], trie.child_code[d], trie.max_children(d))
+            hidden, heads[d][0], heads[d][1], scores, nodes, n_rows, width, trie.indptr[d], trie.child_code[d],
+            trie.max_children(d))
         alive = parent >= 0
         parent = np.where(alive, parent, np.maximum(parent[:, :1], 0))
         code = np.where(alive, code, np.maximum(code[:, :1], 0))

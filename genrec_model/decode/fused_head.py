@@ -10,24 +10,23 @@ whole item level (12,101 x 128), and no (rows, vocabulary) buffer crosses from o
 """
 from __future__ import annotations
 
+import weakref
+
 import numba
 import numpy as np
 
 
-@numba.njit(cache=True, fastmath=True, inline="always")
-def _dot(a, b):
-    acc = np.float32(0.0)
-    for k in range(a.shape[0]):
-        acc += a[k] * b[k]
-    return acc
+# Reassociation lets LLVM vectorize the dot products; no "nnan"/"ninf": dead beams are -inf.
+_FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 
-@numba.njit(cache=True)
-def topk_children_fused(hidden, weight, bias, tok_lo, scores, nodes, n_rows, width, indptr, child_code, max_children):
+@numba.njit(cache=True, fastmath=_FAST)
+def topk_children_fused(hidden, weight, bias, scores, nodes, n_rows, width, indptr, child_code, max_children):
     """Best `width` children per user over its `n_rows` beam rows, logits computed for children only.
 
-    hidden (B*R, D) float32; weight (V, D) float32; bias (V,) float32; child token id = tok_lo + code;
-    scores (B*R,) float64; nodes (B*R,) int64 (-1 = dead). Returns parent (B, W) local beam index, code,
+    hidden (B*R, D) float32; weight (n_children, D), bias (n_children,) float32: the output-head row of
+    every child of the level in the trie's child order (`child_head`), so a node's children are one
+    contiguous block; scores (B*R,) float64; nodes (B*R,) int64 (-1 = dead). Returns parent (B, W) local beam index, code,
     child node and score; -1 / -1 / -1 / -inf where dead. Same tie rule as `beam_search.topk_children`:
     candidates are visited in ascending flat index, so a later equal score never overtakes.
     """
@@ -37,6 +36,7 @@ def topk_children_fused(hidden, weight, bias, tok_lo, scores, nodes, n_rows, wid
     child = np.full((n_users, width), -1, dtype=np.int64)
     best = np.full((n_users, width), -np.inf)
     buf = np.empty(max(max_children, 1), dtype=np.float64)
+    dim = hidden.shape[1]
     for b in range(n_users):
         count = 0
         worst = -np.inf  # score a candidate must beat once the beam is full
@@ -47,11 +47,12 @@ def topk_children_fused(hidden, weight, bias, tok_lo, scores, nodes, n_rows, wid
             if node < 0 or not (base > -np.inf):
                 continue
             start, stop = indptr[node], indptr[node + 1]
-            h = hidden[row]
             m = -np.inf
             for j in range(start, stop):
-                t = tok_lo + child_code[j]
-                x = np.float64(_dot(h, weight[t]) + bias[t])
+                acc32 = np.float32(0.0)
+                for k in range(dim):
+                    acc32 += hidden[row, k] * weight[j, k]
+                x = np.float64(acc32 + bias[j])
                 buf[j - start] = x
                 if x > m:
                     m = x
@@ -80,3 +81,22 @@ def topk_children_fused(hidden, weight, bias, tok_lo, scores, nodes, n_rows, wid
                 if count == width:
                     worst = best[b, width - 1]
     return parent, code, child, best
+
+
+_CHILD_HEADS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def child_head(trie, weight: np.ndarray, bias: np.ndarray, level_starts) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per level, the head rows (n_children, D) and biases of the trie's children in child order (built once
+    per trie and head, kept while the trie lives): the kernel then reads each node's children sequentially
+    instead of gathering scattered rows of the (V, D) table."""
+    per_trie = _CHILD_HEADS.setdefault(trie, {})
+    key = (id(weight), id(bias), tuple(level_starts))
+    if key not in per_trie:
+        per_trie.clear()
+        out = []
+        for d in range(trie.n_levels):
+            tokens = level_starts[d] + trie.child_code[d].astype(np.int64)
+            out.append((np.ascontiguousarray(weight[tokens]), np.ascontiguousarray(bias[tokens])))
+        per_trie[key] = (weight, bias, out)  # holding weight/bias keeps their ids valid
+    return per_trie[key][2]

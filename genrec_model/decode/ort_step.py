@@ -76,28 +76,44 @@ def _open_sessions(model_dir: str | Path, step_file: str, cfg: OrtConfig, expect
     return manifest, providers, prefill, step
 
 
-def _run_prefill(sess, input_ids, attention_mask, position_ids, first: str = "logits"):
-    """prefill.onnx on int64 inputs -> (logits or hidden, present_k, present_v, mask, position_ids)."""
+def _run_prefill(sess, input_ids, attention_mask, position_ids):
+    """prefill.onnx on int64 inputs -> (hidden (B, D), present_k, present_v, mask, position_ids)."""
     ids, mask, pos = (np.ascontiguousarray(a, dtype=np.int64) for a in (input_ids, attention_mask, position_ids))
-    out, k, v = sess.run([first, "present_k", "present_v"],
-                         {"input_ids": ids, "attention_mask": mask, "position_ids": pos})
-    return out, k, v, mask, pos
+    hidden, k, v = sess.run(["hidden", "present_k", "present_v"],
+                            {"input_ids": ids, "attention_mask": mask, "position_ids": pos})
+    return hidden, k, v, mask, pos
 
 
-class OrtStepModel:
+class _Head:
+    """The exported output head (head.npz): logits = hidden @ W.T + b, for all or some token ids."""
+
+    def __init__(self, model_dir, vocab_size: int):
+        self.head_weight, self.head_bias = load_head(model_dir)
+        if self.head_weight.shape[0] != vocab_size:
+            raise ValueError(f"head.npz has {self.head_weight.shape[0]} rows for a vocabulary of {vocab_size}")
+
+    def _logits(self, hidden: np.ndarray, head_ids: np.ndarray | None = None) -> np.ndarray:
+        if head_ids is None:
+            return hidden @ self.head_weight.T + self.head_bias
+        head_ids = np.asarray(head_ids, dtype=np.int64)
+        return hidden @ self.head_weight[head_ids].T + self.head_bias[head_ids]
+
+
+class OrtStepModel(_Head):
     def __init__(self, model_dir: str | Path, cfg: OrtConfig = OrtConfig(), expected_codebook_version: str | None = None,
                  manifest: dict | None = None):
         self.manifest, self.providers, self.prefill_sess, self.step_sess = _open_sessions(
             model_dir, STEP, cfg, expected_codebook_version, manifest)
         self.vocab_size = int(self.manifest["model_config"]["vocab_size"])
+        super().__init__(model_dir, self.vocab_size)
 
     @property
     def on_gpu(self) -> bool:
         return "CUDAExecutionProvider" in self.prefill_sess.get_providers()
 
     def prefill(self, input_ids: np.ndarray, attention_mask: np.ndarray, position_ids: np.ndarray) -> tuple[np.ndarray, OrtState]:
-        logits, k, v, mask, pos = _run_prefill(self.prefill_sess, input_ids, attention_mask, position_ids)
-        return logits, OrtState(k, v, mask, pos[:, -1] + 1)
+        hidden, k, v, mask, pos = _run_prefill(self.prefill_sess, input_ids, attention_mask, position_ids)
+        return self._logits(hidden), OrtState(k, v, mask, pos[:, -1] + 1)
 
     def step(self, tokens: np.ndarray, state: OrtState) -> tuple[np.ndarray, OrtState]:
         n = state.attention_mask.shape[0]
@@ -136,7 +152,7 @@ class SharedState:
     next_position: np.ndarray  # (N,) int64
 
 
-class OrtSharedPrefixStepModel:
+class OrtSharedPrefixStepModel(_Head):
     """StepModel over prefill.onnx + step_shared.onnx + head.npz. Rows must stay grouped by user (B users x
     W beams, row = user * W + beam); `reorder` checks it, which beam search always satisfies.
     `prefill_hidden` / `step_hidden` return final hidden states for the fused children-only head
@@ -149,18 +165,10 @@ class OrtSharedPrefixStepModel:
         self.manifest, self.providers, self.prefill_sess, self.step_sess = _open_sessions(
             model_dir, SHARED_STEP, cfg, expected_codebook_version, manifest)
         self.vocab_size = int(self.manifest["model_config"]["vocab_size"])
-        self.head_weight, self.head_bias = load_head(model_dir)
-        if self.head_weight.shape[0] != self.vocab_size:
-            raise ValueError(f"head.npz has {self.head_weight.shape[0]} rows for a vocabulary of {self.vocab_size}")
-
-    def _logits(self, hidden: np.ndarray, head_ids: np.ndarray | None) -> np.ndarray:
-        if head_ids is None:
-            return hidden @ self.head_weight.T + self.head_bias
-        head_ids = np.asarray(head_ids, dtype=np.int64)
-        return hidden @ self.head_weight[head_ids].T + self.head_bias[head_ids]
+        super().__init__(model_dir, self.vocab_size)
 
     def prefill_hidden(self, input_ids: np.ndarray, attention_mask: np.ndarray, position_ids: np.ndarray) -> tuple[np.ndarray, SharedState]:
-        hidden, k, v, mask, pos = _run_prefill(self.prefill_sess, input_ids, attention_mask, position_ids, "hidden")
+        hidden, k, v, mask, pos = _run_prefill(self.prefill_sess, input_ids, attention_mask, position_ids)
         n_layer, b, h, _, hd = k.shape
         empty = np.zeros((n_layer, b, h, 0, hd), dtype=k.dtype)
         return hidden, SharedState(k, v, mask, empty, empty, pos[:, -1] + 1)

@@ -27,8 +27,7 @@ class _Prefill(nn.Module):
 
     def forward(self, input_ids, attention_mask, position_ids):
         h, k, v = self.model.hidden(input_ids, attention_mask=attention_mask, position_ids=position_ids)
-        last = h[:, -1]  # left padding: the last column is every row's last token
-        return self.model.logits(last), k, v, last
+        return h[:, -1], k, v  # left padding: the last column is every row's last token
 
 
 class _Step(nn.Module):
@@ -83,8 +82,10 @@ def export_onnx(
     cfg: ExportConfig = ExportConfig(),
     extra: dict | None = None,
 ) -> dict:
-    """Write prefill.onnx and step.onnx into out_dir; returns their manifest. The caller publishes it
-    (`artifacts.write_export_manifest`) only after the parity gate: without it nothing loads the graphs."""
+    """Write prefill.onnx, step.onnx and head.npz into out_dir; returns their manifest. The caller publishes
+    it (`artifacts.write_export_manifest`) only after the parity gate: without it nothing loads the graphs.
+    prefill.onnx returns the last position's hidden state; its logits are hidden @ W.T + b with head.npz,
+    computed by the decoder for the columns it needs."""
     if vocab.vocab_size != model.cfg.vocab_size:
         raise ValueError(f"vocab size {vocab.vocab_size} != model vocab {model.cfg.vocab_size}")
     os.makedirs(out_dir, exist_ok=True)
@@ -95,13 +96,15 @@ def export_onnx(
         e1 = _export_one(_Prefill(model), prefill_args, os.path.join(out_dir, PREFILL),
                          ["input_ids", "attention_mask", "position_ids"],
                          {"input_ids": (0, 1), "attention_mask": (0, 1), "position_ids": (0, 1),
-                          "logits": (0,), "present_k": (1, 3), "present_v": (1, 3), "hidden": (0,)}, cfg.opset,
-                         cfg.prefer_dynamo, ("logits", "present_k", "present_v", "hidden"))
+                          "hidden": (0,), "present_k": (1, 3), "present_v": (1, 3)}, cfg.opset,
+                         cfg.prefer_dynamo, ("hidden", "present_k", "present_v"))
         e2 = _export_one(_Step(model), step_args, os.path.join(out_dir, STEP),
                          ["input_ids", "attention_mask", "position_ids", "past_k", "past_v"],
                          {"input_ids": (0,), "attention_mask": (0, 1), "position_ids": (0,), "past_k": tuple(kv),
                           "past_v": tuple(kv), "logits": (0,), "present_k": (1, 3), "present_v": (1, 3)},
                          cfg.opset, cfg.prefer_dynamo)
+        w, b = model.head_weights()
+    save_head(Path(out_dir), w.detach().float().numpy(), b.detach().float().numpy())
     return export_manifest(vocab, model.cfg.to_dict(), model_version, codebook_version, cfg.opset,
                            {"prefill": e1, "step": e2}, torch.__version__, extra)
 
@@ -117,8 +120,8 @@ class _SharedStep(nn.Module):
 
 
 def export_shared_step(model, out_dir: str | Path, opset: int = 18) -> Path:
-    """Write step_shared.onnx (`SeqModel.shared_prefix_step`, hidden states out) and head.npz (the output
-    table and logit bias, float32) next to prefill.onnx; returns the graph's path.
+    """Write step_shared.onnx (`SeqModel.shared_prefix_step`, hidden states out) next to prefill.onnx and
+    head.npz (export_onnx writes both first); returns the graph's path.
     Sample shapes avoid 0/1 so the exporter keeps every axis dynamic."""
     c = model.cfg
     B, W, T, S = 2, 3, 5, 2
@@ -146,7 +149,5 @@ def export_shared_step(model, out_dir: str | Path, opset: int = 18) -> Path:
         prog = torch.onnx.export(_SharedStep(model), args, input_names=names,
                                  output_names=["hidden", "suffix_k_out", "suffix_v_out"],
                                  dynamic_shapes=shapes, opset_version=opset, dynamo=True)
-        w, b = model.head_weights()
     prog.save(str(path))
-    save_head(Path(out_dir), w.detach().float().numpy(), b.detach().float().numpy())
     return path
