@@ -26,8 +26,8 @@ def run(ctx: JobContext) -> None:
     from genrec_model.data.schemas import run_date_value
     from genrec_model.decode.config import BeamSearchConfig, trained_normalization
     from genrec_model.model.artifacts import read_export, read_export_items, read_model
-    from udfs.recommend_fns import OUT_DDL, DecodeInputs, make_recommend_fn, popularity_of
-    from udfs.split_fns import histories_df
+    from udfs.recommend_fns import OUT_DDL, DecodeInputs, make_recommend_fn, popularity_per_item
+    from udfs.split_fns import histories_df, history_item_counts
 
     cfg = ctx.cfg.recommend
     t0 = time.perf_counter()
@@ -71,9 +71,10 @@ def run(ctx: JobContext) -> None:
         generated_at = dt.datetime.now(dt.timezone.utc)
         as_of = run_date if ctx.cfg.start_date else None
         parts = []
+        counts = history_item_counts(interactions, cfg.splits, as_of)  # popularity fill of every split, one pass
         for split in cfg.splits:
             hist = histories_df(interactions, split, as_of)
-            inputs = DecodeInputs(popularity_of(hist, item_ids), beam, cfg.serving, categories, new_beam)
+            inputs = DecodeInputs(popularity_per_item(counts[split], item_ids), beam, cfg.serving, categories, new_beam)
             split_dir = model.onnx_dir_for(split)  # `serve`: the refit on every event, when trained with one
             fn = make_recommend_fn(f"{version}:{os.path.basename(split_dir)}:{ctx.run_id}", split_dir, item_ids, codes,
                                    model.max_history, cfg.use_gpu, manifest["codebook_version"], inputs, seen)

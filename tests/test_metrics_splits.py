@@ -51,3 +51,27 @@ def test_cold_item_spark_twin_matches_numpy(spark):
     got = {r["item_id"]: r["cold"] for r in df.select("item_id", cold_item_col(df["item_id"], 0.1, 3).alias("cold")).collect()}
     want = dict(zip(ids, cold_item_mask(ids, 0.1, 3)))
     assert got == want and sum(want.values()) > 200
+
+
+@pytest.mark.spark
+def test_history_item_counts_match_each_splits_histories(spark):
+    """One aggregation gives every split's popularity: the item counts of that split's decoded histories."""
+    import datetime as dt
+    from collections import Counter
+
+    from udfs.split_fns import histories_df, history_item_counts
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(40):  # users with 1..6 events, some events after the as_of day
+        for p in range(int(rng.integers(1, 7))):
+            ts = dt.datetime(2026, 11, 20 + int(rng.integers(0, 6)), tzinfo=dt.timezone.utc)
+            rows.append((f"u{u}", f"i{int(rng.integers(0, 12))}", p, ts))
+    inter = spark.createDataFrame(rows, "user_id string, item_id string, seq_pos int, timestamp timestamp")
+    splits = ("serve", "test", "valid")
+    for as_of in (None, "2026-11-23"):
+        got = history_item_counts(inter, splits, as_of)
+        for split in splits:
+            want = Counter(i for r in histories_df(inter, split, as_of).collect() for i in r["history"])
+            assert got[split].to_dict() == dict(want), (split, as_of)
+    assert got["serve"].sum() > got["test"].sum() > got["valid"].sum() > 0

@@ -126,13 +126,6 @@ def make_recommend_fn(decoder_key: str, onnx_dir: str, item_ids: np.ndarray, cod
     return recommend_partition
 
 
-def popularity_of(histories, item_ids: np.ndarray) -> np.ndarray:
-    """Interaction counts per decodable item over a histories DataFrame (user_id, history) (Spark)."""
-    from pyspark.sql import functions as F
-
-    counts = histories.select(F.explode("history").alias("item_id")).groupBy("item_id").count().toPandas()
-    index = pd.Series(np.arange(len(item_ids)), index=item_ids)
-    out = np.zeros(len(item_ids), dtype=np.float64)
-    known = counts["item_id"].isin(index.index)
-    out[index[counts["item_id"][known]].to_numpy()] = counts["count"][known].to_numpy()
-    return out
+def popularity_per_item(counts: pd.Series, item_ids: np.ndarray) -> np.ndarray:
+    """(N,) float64 counts per decodable item from an item_id -> count Series (split_fns.history_item_counts)."""
+    return counts.reindex(pd.Index(item_ids)).fillna(0).to_numpy(dtype=np.float64)

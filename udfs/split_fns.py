@@ -11,16 +11,9 @@ def histories_df(interactions, split: str, as_of: str | None):
     """(user_id, history) oldest first, with the split's held-out items removed; as_of (a date) keeps
     only events before the end of that day where timestamps exist. Evaluation splits keep only users
     who have the split's target."""
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    if as_of:
-        end = dt.datetime.fromisoformat(as_of).replace(tzinfo=dt.timezone.utc) + dt.timedelta(days=1)
-        interactions = interactions.where(F.col("timestamp").isNull() | (F.col("timestamp") < F.lit(end)))
-    w = Window.partitionBy("user_id")
-    ranked = interactions.select("user_id", "item_id", "seq_pos",
-                                 F.row_number().over(w.orderBy(F.col("seq_pos").desc())).alias("from_end"),
-                                 F.count("*").over(w).alias("n"))
+    ranked = ranked_events(interactions, as_of)
     if min_events(split):
         ranked = ranked.where(F.col("n") >= min_events(split))
     kept = ranked.where(F.col("from_end") > HELD_OUT[split])
@@ -28,6 +21,38 @@ def histories_df(interactions, split: str, as_of: str | None):
     hist = kept.groupBy("user_id").agg(F.sort_array(F.collect_list(F.struct("seq_pos", "item_id"))).alias("ev"))
     return users.join(hist, on="user_id", how="left").select(
         "user_id", F.coalesce(F.col("ev.item_id"), F.array().cast("array<string>")).alias("history"))
+
+
+def ranked_events(interactions, as_of: str | None):
+    """(user_id, item_id, seq_pos, from_end, n): each event's position from the user's newest (1 = newest)
+    and the user's event count, over events before the end of `as_of` where timestamps exist."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    if as_of:
+        end = dt.datetime.fromisoformat(as_of).replace(tzinfo=dt.timezone.utc) + dt.timedelta(days=1)
+        interactions = interactions.where(F.col("timestamp").isNull() | (F.col("timestamp") < F.lit(end)))
+    w = Window.partitionBy("user_id")
+    return interactions.select("user_id", "item_id", "seq_pos",
+                               F.row_number().over(w.orderBy(F.col("seq_pos").desc())).alias("from_end"),
+                               F.count("*").over(w).alias("n"))
+
+
+def history_item_counts(interactions, splits, as_of: str | None) -> dict:
+    """{split: pandas Series item_id -> count}: how often each item occurs in the split's histories
+    (`histories_df(interactions, split, as_of)`), for every split from ONE aggregation: events grouped by
+    item, position from the end and user length, both capped where no split distinguishes further."""
+    from pyspark.sql import functions as F
+
+    cap = max(max(HELD_OUT[s] for s in splits) + 1, max(min_events(s) for s in splits))
+    grouped = ranked_events(interactions, as_of).groupBy(
+        "item_id", F.least("from_end", F.lit(cap)).alias("from_end"), F.least("n", F.lit(cap)).alias("n")).count()
+    counts = grouped.toPandas()
+    out = {}
+    for split in splits:
+        keep = (counts["from_end"] > HELD_OUT[split]) & (counts["n"] >= min_events(split))
+        out[split] = counts[keep].groupby("item_id")["count"].sum()
+    return out
 
 
 def heldout_targets(interactions, splits: tuple[str, ...] = ("test", "valid")):
