@@ -78,7 +78,7 @@ def run(ctx: JobContext) -> None:
             split_dir = model.onnx_dir_for(split)  # `serve`: the refit on every event, when trained with one
             fn = make_recommend_fn(f"{version}:{os.path.basename(split_dir)}:{ctx.run_id}", split_dir, item_ids, codes,
                                    model.max_history, cfg.use_gpu, manifest["codebook_version"], inputs, seen)
-            recs = hist.repartition(cfg.partitions).mapInPandas(fn, OUT_DDL)
+            recs = hist.repartition(cfg.partitions).mapInArrow(fn, OUT_DDL)
             parts.append(recs.select(
                 "user_id", "recs", "is_fallback", F.lit(version).alias("model_version"),
                 F.lit(manifest["codebook_version"]).alias("codebook_version"),

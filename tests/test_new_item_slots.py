@@ -15,7 +15,7 @@ def test_reserved_slots_hold_the_best_new_items_with_the_models_own_scores(tmp_p
     from genrec_model.model.seq_model import SeqModel
     from genrec_model.model.sid_vocab import SidVocab
     from genrec_model.serve.config import ServingConfig
-    from udfs.recommend_fns import DecodeInputs, build_decoder, recommend_users
+    from udfs.recommend_fns import DecodeInputs, build_decoder, recommend_batch, recommend_users
 
     vocab = SidVocab((4, 4, 3))
     torch.manual_seed(0)
@@ -47,3 +47,14 @@ def test_reserved_slots_hold_the_best_new_items_with_the_models_own_scores(tmp_p
             assert r["score"] == pytest.approx(score[r["item_id"]], abs=1e-5)
     plain = recommend_users(users, dec, DecodeInputs(np.ones(len(codes)), every, ServingConfig(top_k=k)))
     assert [[r["item_id"] for r in x] for x in plain["recs"]] == [[r["item_id"] for r in x][:k] for x in full["recs"]]
+    # the Arrow path of the Spark job builds the same lists (ranks, scores, flags) without Python rows
+    import pyarrow as pa
+
+    users3 = pd.DataFrame({"user_id": ["u0", "u1", "u2"], "history": [["i1", "i3"], ["i5"], ["unknown"]]})
+    inputs = DecodeInputs(np.ones(len(codes)), every, ServingConfig(top_k=k, new_item_share=0.5),
+                          new_item_beam=BeamSearchConfig(beam_width=8, top_k=8))
+    want = recommend_users(users3, dec, inputs)
+    batch = recommend_batch(pa.RecordBatch.from_pandas(users3, preserve_index=False), dec, inputs)
+    assert batch.column("recs").to_pylist() == [list(r) for r in want["recs"]]
+    assert batch.column("is_fallback").to_pylist() == want["is_fallback"].tolist() == [False, False, True]
+    assert batch.column("n_known").to_pylist() == want["n_known"].tolist()

@@ -76,27 +76,32 @@ def new_item_candidates(dec: Decoder, toks: list[np.ndarray], beam: BeamSearchCo
     return np.where(found >= 0, dec.new_index[np.maximum(found, 0)], -1), scores
 
 
-def recommend_users(users: pd.DataFrame, dec: Decoder, inputs: DecodeInputs) -> pd.DataFrame:
-    """(user_id, history: item_ids oldest first) -> (user_id, recs, is_fallback, n_known)."""
+def _recommend(user_histories, dec: Decoder, inputs: DecodeInputs):
+    """Histories (item_ids oldest first, or None) -> (serving.Recs, item-index histories)."""
     histories = []
-    for h in users["history"]:
+    for h in user_histories:
         known = [dec.index.get(i, -1) for i in (h if h is not None else [])]
         histories.append(np.asarray([i for i in known if i >= 0], dtype=np.int64))
     recent = [h[-dec.max_history:] for h in histories]
     decodable = [n for n, h in enumerate(recent) if len(h)]
     n_cand = inputs.beam.top_k
-    items = np.full((len(users), n_cand), -1, dtype=np.int64)
-    scores = np.full((len(users), n_cand), -np.inf)
+    items = np.full((len(histories), n_cand), -1, dtype=np.int64)
+    scores = np.full((len(histories), n_cand), -np.inf)
     new = None
     if decodable:
         toks = [history_tokens(recent[n], dec.item_tokens) for n in decodable]
         items[decodable], scores[decodable] = decode(dec.step_model, dec.trie, dec.level_starts, toks, inputs.beam)
         if inputs.serving.uses_new_items and dec.new_trie is not None and inputs.new_item_beam is not None:
             n_new = inputs.new_item_beam.top_k
-            new = (np.full((len(users), n_new), -1, dtype=np.int64), np.full((len(users), n_new), -np.inf),
+            new = (np.full((len(histories), n_new), -1, dtype=np.int64), np.full((len(histories), n_new), -np.inf),
                    dec.is_new)
             new[0][decodable], new[1][decodable] = new_item_candidates(dec, toks, inputs.new_item_beam)
-    recs = recommend(items, scores, histories, inputs.popularity, inputs.serving, inputs.categories, new)
+    return recommend(items, scores, histories, inputs.popularity, inputs.serving, inputs.categories, new), histories
+
+
+def recommend_users(users: pd.DataFrame, dec: Decoder, inputs: DecodeInputs) -> pd.DataFrame:
+    """(user_id, history: item_ids oldest first) -> (user_id, recs, is_fallback, n_known)."""
+    recs, histories = _recommend(users["history"], dec, inputs)
     out = []
     for u in range(len(users)):
         row = [{"item_id": str(dec.item_ids[i]), "score": float(s), "rank": r + 1}
@@ -106,9 +111,28 @@ def recommend_users(users: pd.DataFrame, dec: Decoder, inputs: DecodeInputs) -> 
                          "n_known": [len(h) for h in histories]})
 
 
+def recommend_batch(batch, dec: Decoder, inputs: DecodeInputs):
+    """The same as `recommend_users` on an Arrow RecordBatch (user_id, history), returning a RecordBatch of
+    OUT_DDL built from the numpy lists directly (no per-slot Python objects)."""
+    import pyarrow as pa
+
+    recs, histories = _recommend(batch.column("history").to_pylist(), dec, inputs)
+    valid = recs.items >= 0
+    offsets = np.concatenate([[0], np.cumsum(valid.sum(axis=1))]).astype(np.int32)
+    rows, cols = np.nonzero(valid)
+    slot = pa.StructArray.from_arrays(
+        [pa.array(dec.item_ids[recs.items[rows, cols]].astype(str), type=pa.string()),
+         pa.array(recs.scores[rows, cols].astype(np.float64)), pa.array((cols + 1).astype(np.int32))],
+        names=["item_id", "score", "rank"])
+    return pa.RecordBatch.from_arrays(
+        [batch.column("user_id"), pa.ListArray.from_arrays(pa.array(offsets), slot),
+         pa.array(np.asarray(recs.fallback, dtype=bool)), pa.array([len(h) for h in histories], type=pa.int64())],
+        names=["user_id", "recs", "is_fallback", "n_known"])
+
+
 def make_recommend_fn(decoder_key: str, onnx_dir: str, item_ids: np.ndarray, codes: np.ndarray, max_history: int,
                       use_gpu: bool | None, codebook_version: str, inputs: DecodeInputs, seen: np.ndarray | None = None):
-    """mapInPandas body; `decoder_key` names the decoder ("<model version>:<export>:<run id>"), so the worker
+    """mapInArrow body; `decoder_key` names the decoder ("<model version>:<export>:<run id>"), so the worker
     keeps it across the run's splits and dates (the evaluation export and the serving refit side by side)
     and drops a previous run's."""
     def recommend_partition(batches):
@@ -121,8 +145,9 @@ def make_recommend_fn(decoder_key: str, onnx_dir: str, item_ids: np.ndarray, cod
                 del _DECODERS[old]
             _DECODERS[key] = build_decoder(onnx_dir, item_ids, codes, max_history, task_cores(), use_gpu,
                                            codebook_version, seen)
-        for pdf in batches:
-            yield recommend_users(pdf, _DECODERS[key], inputs)
+        for batch in batches:
+            if batch.num_rows:
+                yield recommend_batch(batch, _DECODERS[key], inputs)
     return recommend_partition
 
 
