@@ -221,20 +221,21 @@ def macs_per_user(mc: dict, hist_len: float, head_cols: list[float], beam: int) 
 
 
 def real_histories(root: str, item_index: dict, item_tokens: np.ndarray, max_history: int, n: int, seed: int):
-    """Token histories of `n` seeded users: each user's items before the test item (the last), as the
-    recommend job's `test` split, known items only, the last `max_history`."""
+    """Token histories of `n` seeded users and their test items (-1 if unknown): each user's items before
+    the test item (the last), as the recommend job's `test` split, known items only, the last `max_history`."""
     from deltalake import DeltaTable
 
     inter = DeltaTable(os.path.join(root, "interactions")).to_pandas(columns=["user_id", "item_id", "seq_pos"])
     seqs = inter.sort_values(["user_id", "seq_pos"]).groupby("user_id", sort=True)["item_id"].agg(list)
-    out = []
+    out, targets = [], []
     for u in np.random.default_rng(seed).permutation(len(seqs)):
         known = [item_index[i] for i in seqs.iloc[u][:-1] if i in item_index][-max_history:]
         if known:
             out.append(history_tokens(np.asarray(known), item_tokens))
+            targets.append(item_index.get(seqs.iloc[u][-1], -1))
         if len(out) == n:
             break
-    return out
+    return out, np.asarray(targets)
 
 
 def load_shipped(cfg):
@@ -261,6 +262,7 @@ def main() -> None:
         ap.add_argument(f"--{f.replace('_', '-')}", type=type(default.default), default=default.default)
     ap.add_argument("--calls", type=int, nargs="*", default=[1, 8, 32], help="users per call to compare")
     ap.add_argument("--skip-trie", action="store_true", help="skip the synthetic trie-step microbenchmark")
+    ap.add_argument("--int8", action="store_true", help="also decode int8-quantized copies of the graphs (export.int8)")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     cfg = BenchConfig(**{f: getattr(args, f) for f in BenchConfig.__dataclass_fields__})
@@ -272,7 +274,7 @@ def main() -> None:
         normalize = trained_normalization(manifest["model_config"].get("item_softmax", "level"))
     trie = build_trie(codes, list(vocab.level_sizes))
     item_tokens = vocab.codes_to_tokens(codes)
-    histories = real_histories(gcfg.lakehouse_root(), {i: n for n, i in enumerate(item_ids)}, item_tokens,
+    histories, targets = real_histories(gcfg.lakehouse_root(), {i: n for n, i in enumerate(item_ids)}, item_tokens,
                                max_history, cfg.users, cfg.seed)
     mean_len = float(np.mean([len(h) for h in histories]))
     ort_model = load_step_model(onnx_dir, OrtConfig(intra_op_threads=cfg.threads, use_gpu=False))
@@ -297,6 +299,27 @@ def main() -> None:
         (_, _), t_level = timed(decode, ort_model, trie, vocab.level_starts, histories, full)
         print(f"  the same graphs with the whole level's logits (normalize=level, numpy head): "
               f"{len(histories) / t_level:.1f} users/s -> children-only head {t_level / t_ours:.1f}x", flush=True)
+
+    if args.int8:
+        import shutil
+        import tempfile
+
+        from genrec_model.evaluation.metrics import recall_ndcg_at_k
+        from genrec_model.model.export import quantize_int8
+
+        qdir = tempfile.mkdtemp(prefix="decode_bench_int8_")
+        shutil.copytree(onnx_dir, qdir, dirs_exist_ok=True)
+        quantize_int8(qdir)
+        q_model = load_step_model(qdir, OrtConfig(intra_op_threads=cfg.threads, use_gpu=False))
+        decode(q_model, trie, vocab.level_starts, histories[:4], ours_cfg)
+        (q_items, q_scores), t_q = timed(decode, q_model, trie, vocab.level_starts, histories, ours_cfg)
+        m32 = recall_ndcg_at_k(ours_items, targets, ks=(10,))
+        m8 = recall_ndcg_at_k(q_items, targets, ks=(10,))
+        print(f"int8 graphs: {len(histories) / t_q:.1f} users/s ({t_ours / t_q:.2f}x fp32); top-{cfg.top_k} identical "
+              f"{identical_up_to_ties(ours_items, ours_scores, q_items, q_scores).mean():.3f}, mean overlap "
+              f"{np.mean([len(set(a) & set(b)) / cfg.top_k for a, b in zip(ours_items, q_items)]):.3f}; test R@10 / N@10 "
+              f"on these users fp32 {m32['recall@10']:.4f} / {m32['ndcg@10']:.4f}, int8 {m8['recall@10']:.4f} / "
+              f"{m8['ndcg@10']:.4f} (unfiltered)", flush=True)
 
     hf = to_hf_gpt2(model)
     dict_trie = token_dict_trie(codes, vocab)

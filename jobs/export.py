@@ -44,7 +44,7 @@ def _export_checked(ctx: JobContext, bundle, model, catalog, out_dir: str) -> di
     against torch; returns the manifest to publish, raises when parity fails."""
     from genrec_model.decode.ort_step import OrtStepModel, load_step_model
     from genrec_model.model.artifacts import write_export_items
-    from genrec_model.model.export import export_onnx, export_shared_step
+    from genrec_model.model.export import export_onnx, export_shared_step, quantize_int8
     from genrec_model.model.item_content import materialize
     from genrec_model.model.parity import parity_max_abs_diff
     from genrec_model.model.torch_step import TorchStepModel
@@ -62,6 +62,8 @@ def _export_checked(ctx: JobContext, bundle, model, catalog, out_dir: str) -> di
     write_export_items(out_dir, item_ids, codes, seen)
     if cfg.shared_prefix_step:
         export_shared_step(model, out_dir, cfg.opset)
+    if cfg.int8:
+        manifest["int8"] = quantize_int8(out_dir)
     reference = TorchStepModel(model, "cpu")
     diffs = {"step": parity_max_abs_diff(reference, OrtStepModel(out_dir, manifest=manifest), vocab)}
     if cfg.shared_prefix_step:
@@ -72,9 +74,10 @@ def _export_checked(ctx: JobContext, bundle, model, catalog, out_dir: str) -> di
                        "items_new_since_training": int((~seen).sum())})
     log_event("export", "parity", model_version=version, path=out_dir, parity=worst,
               exporter=manifest["exporter"]["prefill"])
-    if worst > cfg.parity_tolerance:
+    tolerance = cfg.int8_parity_tolerance if cfg.int8 else cfg.parity_tolerance
+    if worst > tolerance:
         raise RuntimeError(f"ONNX parity check failed for {name}: max |logit diff| {worst:.2e} > "
-                           f"{cfg.parity_tolerance:.0e} ({diffs}); nothing was published")
+                           f"{tolerance:.0e} ({diffs}); nothing was published")
     manifest["parity_max_abs_diff"] = diffs
     return manifest
 

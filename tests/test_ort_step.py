@@ -119,3 +119,18 @@ def test_shared_prefix_step_parity(models):
     assert ss.prefix_k.shape == (2, 2, 2, 6, 8) and ss.suffix_k.shape == (2, 6, 2, 3, 8)
     with pytest.raises(ValueError, match="user"):
         sm.reorder(ss, np.array([0, 1, 3, 3, 4, 5]))  # row 3 belongs to user 1
+
+
+def test_int8_graphs_decode_close_to_fp32(models, tmp_path):
+    """export.int8: the quantized graphs load through the same StepModel and stay near the fp32 logits."""
+    import shutil
+
+    from genrec_model.model.parity import parity_max_abs_diff
+
+    tm, _, sm = models
+    shutil.copytree(sm.model_dir, tmp_path / "q", dirs_exist_ok=True)
+    done = export.quantize_int8(tmp_path / "q")
+    assert set(done) == {"prefill.onnx", "step.onnx", "step_shared.onnx"}
+    q = load_step_model(tmp_path / "q")
+    diff = parity_max_abs_diff(tm, q, VOCAB)
+    assert 0 < diff < 0.5 * np.abs(tm.prefill(*left_pad([np.array([1, 7, 11])]))[0]).max()

@@ -151,3 +151,19 @@ def export_shared_step(model, out_dir: str | Path, opset: int = 18) -> Path:
                                  dynamic_shapes=shapes, opset_version=opset, dynamo=True)
     prog.save(str(path))
     return path
+
+
+def quantize_int8(out_dir: str | Path) -> list[str]:
+    """Rewrite the graphs in out_dir with int8 weights (onnxruntime dynamic quantization of MatMul/Gemm;
+    activations quantized per call). Returns the graphs rewritten."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    done = []
+    for name in (PREFILL, STEP, SHARED_STEP):
+        path = Path(out_dir) / name
+        if path.exists():
+            tmp = path.with_suffix(".int8.onnx")
+            quantize_dynamic(str(path), str(tmp), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+            os.replace(tmp, path)
+            done.append(name)
+    return done
