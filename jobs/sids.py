@@ -26,7 +26,7 @@ def run(ctx: JobContext) -> None:
     from genrec_model.catalog.codebook_store import CodebookMeta, load_codebook, save_codebook
     from genrec_model.catalog.rqvae import freeze, train_rqvae
     from genrec_model.catalog.sid_codes import assign_sids, sid_stats, sid_string
-    from udfs.sids_fns import SEMANTIC_DDL, make_assign_fn
+    from udfs.sids_fns import SEMANTIC_DDL, make_assign_fn, training_sample_df
 
     cfg = ctx.cfg.sids
     emb = ctx.read(ITEM_EMBEDDINGS)
@@ -49,9 +49,8 @@ def run(ctx: JobContext) -> None:
 
         torch.set_num_threads(cfg.threads)
         t0 = time.perf_counter()
-        train = emb.select("item_id", "embedding").toPandas()  # the driver's training set
-        if cfg.rqvae.train_sample_size and len(train) > cfg.rqvae.train_sample_size:
-            train = train.sample(n=cfg.rqvae.train_sample_size, random_state=cfg.rqvae.seed)
+        # the driver's training set: a bounded, seeded sample drawn in Spark
+        train = training_sample_df(emb, cfg.rqvae.train_sample_size, cfg.rqvae.seed).toPandas()
         train = train.sort_values("item_id", kind="stable").reset_index(drop=True)
         x = np.stack(train["embedding"].to_numpy()).astype(np.float32)
         collab = _train_collab(ctx, cfg) if cfg.collab.enabled else None

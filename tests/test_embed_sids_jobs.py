@@ -82,3 +82,16 @@ def test_assign_partition_function_spark_matches_pandas(spark):
     got = through_spark.set_index("item_id").loc[pdf["item_id"], "semantic"]
     assert [list(x) for x in got] == [list(x) for x in direct["semantic"]]
     assert [list(x) for x in direct["semantic"]] == frozen.assign(emb).tolist()
+
+
+@pytest.mark.spark
+def test_quantizer_training_sample_is_bounded_seeded_and_partition_independent(spark):
+    from udfs.sids_fns import training_sample_df
+
+    rows = [(f"i{n}", [float(n), 1.0]) for n in range(500)]
+    df = spark.createDataFrame(rows, "item_id string, embedding array<float>")
+    a = {r["item_id"] for r in training_sample_df(df.repartition(7), 120, seed=3).collect()}
+    b = {r["item_id"] for r in training_sample_df(df.repartition(2), 120, seed=3).collect()}
+    c = {r["item_id"] for r in training_sample_df(df, 120, seed=4).collect()}
+    assert len(a) == 120 and a == b and a != c
+    assert training_sample_df(df, None, 0).count() == 500

@@ -10,6 +10,18 @@ from genrec_model.catalog.frozen_rqvae import FrozenRQVAE
 SEMANTIC_DDL = "item_id string, semantic array<int>"
 
 
+def training_sample_df(embeddings, cap: int | None, seed: int):
+    """(item_id, embedding) of at most `cap` items: those with the smallest seeded hash of their id, so the
+    sample depends on seed and ids only (not on partitioning) and Spark keeps only `cap` rows per task
+    (TakeOrdered); the driver never sees the rest."""
+    from pyspark.sql import functions as F
+
+    rows = embeddings.select("item_id", "embedding")
+    if cap is None:
+        return rows
+    return rows.orderBy(F.xxhash64(F.col("item_id"), F.lit(int(seed))), "item_id").limit(int(cap))
+
+
 def cooccurrence_counts_df(interactions, window: int, holdout_last: int = 0):
     """(item_a, item_b, n): ordered pairs of distinct items at distance 1..window in a user's history,
     counted both ways — the distributed twin of `genrec_model.catalog.collab.cooccurrence_counts`.

@@ -24,7 +24,10 @@ class RQVAEConfig:
     dead_code_reset: bool = True
     dead_code_threshold: int = 1  # a code used fewer times than this in an epoch is dead
     standardize: bool = True
-    train_sample_size: int | None = None  # train on a random subset (assignment still covers all)
+    # The sids job trains on at most this many items (a seeded hash sample taken in Spark, so the driver holds
+    # train_sample_size x embedding width floats: 200k x 384 = 307 MB); codes are assigned to every item in
+    # Spark. None = every item (only for catalogs known to be small).
+    train_sample_size: int | None = 200_000
     assign_chunk_size: int = 16384
 
 
