@@ -36,12 +36,13 @@ from transformers import LogitsProcessorList  # noqa: E402
 
 from genrec_model.config import load_config  # noqa: E402
 from genrec_model.decode.beam_search import decode, left_pad, level_logsumexp, topk_children  # noqa: E402
-from genrec_model.decode.config import BeamSearchConfig, OrtConfig, trained_normalization  # noqa: E402
+from genrec_model.decode.config import BeamSearchConfig, OrtConfig  # noqa: E402
 from genrec_model.decode.ort_step import load_step_model  # noqa: E402
 from genrec_model.decode.trie import build_trie  # noqa: E402
 from genrec_model.model.config import SeqModelConfig  # noqa: E402
 from genrec_model.model.hf_compat import to_hf_gpt2  # noqa: E402
 from genrec_model.model.sid_vocab import SidVocab, history_tokens  # noqa: E402
+from udfs.recommend_fns import beam_configs  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -269,9 +270,7 @@ def main() -> None:
     gcfg = load_config(args.conf, args.overrides)
     torch.set_num_threads(cfg.threads)
     onnx_dir, manifest, item_ids, codes, vocab, model, max_history = load_shipped(gcfg)
-    normalize = gcfg.recommend.normalize
-    if normalize == "auto":
-        normalize = trained_normalization(manifest["model_config"].get("item_softmax", "level"))
+    normalize = beam_configs(gcfg.recommend, manifest["model_config"])[0].normalize
     trie = build_trie(codes, list(vocab.level_sizes))
     item_tokens = vocab.codes_to_tokens(codes)
     histories, targets = real_histories(gcfg.lakehouse_root(), {i: n for n, i in enumerate(item_ids)}, item_tokens,

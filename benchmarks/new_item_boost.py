@@ -27,7 +27,7 @@ from genrec_model.evaluation.metrics import recall_ndcg_at_k  # noqa: E402
 from genrec_model.model.artifacts import read_export, read_export_items, read_model  # noqa: E402
 from genrec_model.model.sid_vocab import history_tokens  # noqa: E402
 from genrec_model.serve.serving import recommend  # noqa: E402
-from udfs.recommend_fns import build_decoder, new_item_candidates  # noqa: E402
+from udfs.recommend_fns import beam_configs, build_decoder, new_item_candidates  # noqa: E402
 
 
 def main() -> None:
@@ -58,9 +58,10 @@ def main() -> None:
     print(f"validation users {len(targets)} (cold {seg['cold'].sum()}), items {len(ids)}, "
           f"new to the model {int((~seen).sum())}", flush=True)
     toks = [history_tokens(h, dec.item_tokens) for h in hist]
-    beam = BeamSearchConfig(beam_width=rc.beam_width, top_k=rc.candidates, users_per_call=rc.users_per_call)
+    beam, _ = beam_configs(rc, dec.step_model.manifest["model_config"])
     items, scores = decode(dec.step_model, dec.trie, dec.level_starts, toks, beam)
-    nb = BeamSearchConfig(beam_width=rc.new_item_beam, top_k=rc.new_item_beam, users_per_call=rc.users_per_call)
+    nb = BeamSearchConfig(beam_width=rc.new_item_beam, top_k=rc.new_item_beam, users_per_call=rc.users_per_call,
+                          normalize=beam.normalize)
     is_new = dec.is_new
     new = (*new_item_candidates(dec, toks, nb), is_new)
     popularity = np.bincount(np.concatenate(hist), minlength=len(ids)).astype(float)

@@ -24,9 +24,8 @@ def run(ctx: JobContext) -> None:
     from pyspark.sql import functions as F
 
     from genrec_model.data.schemas import run_date_value
-    from genrec_model.decode.config import BeamSearchConfig, trained_normalization
     from genrec_model.model.artifacts import read_export, read_export_items, read_model
-    from udfs.recommend_fns import OUT_DDL, DecodeInputs, make_recommend_fn, popularity_per_item
+    from udfs.recommend_fns import OUT_DDL, DecodeInputs, beam_configs, make_recommend_fn, popularity_per_item
     from udfs.split_fns import histories_df, history_item_counts
 
     cfg = ctx.cfg.recommend
@@ -48,16 +47,8 @@ def run(ctx: JobContext) -> None:
     not_exported = len(current - set(export_ids))
     interactions = ctx.read(INTERACTIONS)
     categories = _categories(ctx, item_ids) if cfg.serving.prior == "category" and cfg.serving.fusion_weight > 0 else None
-    normalize = cfg.normalize
-    if normalize == "auto":
-        normalize = trained_normalization(manifest["model_config"].get("item_softmax", "level"))
-    beam = BeamSearchConfig(beam_width=cfg.beam_width, top_k=cfg.candidates, users_per_call=cfg.users_per_call,
-                            constrained=cfg.constrained, normalize=normalize)
-    new_beam = None
-    if cfg.serving.uses_new_items:
-        new_beam = BeamSearchConfig(beam_width=cfg.new_item_beam, top_k=cfg.new_item_beam,
-                                    users_per_call=cfg.users_per_call, constrained=True, normalize=normalize)
-    ctx.counts.update({"decode_children_normalized": float(normalize == "children"), "serving_refit": float(model.onnx_dir_for("serve") != onnx_dir), "items_decodable": len(item_ids), "items_dropped_not_in_catalog": int((~keep).sum()),
+    beam, new_beam = beam_configs(cfg, manifest["model_config"])
+    ctx.counts.update({"decode_children_normalized": float(beam.normalize == "children"), "serving_refit": float(model.onnx_dir_for("serve") != onnx_dir), "items_decodable": len(item_ids), "items_dropped_not_in_catalog": int((~keep).sum()),
                        "items_unseen_in_training": int((~seen).sum()), "items_not_in_export": not_exported,
                        "load_seconds": time.perf_counter() - t0})
     if not_exported:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from genrec_model.decode.beam_search import decode
-from genrec_model.decode.config import BeamSearchConfig, OrtConfig
+from genrec_model.decode.config import BeamSearchConfig, OrtConfig, trained_normalization
 from genrec_model.decode.trie import build_trie
 from genrec_model.model.sid_vocab import SidVocab, history_tokens
 from genrec_model.serve.config import ServingConfig
@@ -49,6 +49,21 @@ class DecodeInputs:
 
 
 _DECODERS: dict[tuple, Decoder] = {}
+
+
+def beam_configs(rc, model_config: dict) -> tuple[BeamSearchConfig, BeamSearchConfig | None]:
+    """The main search and (when the lists use new items) the new-item search of a RecommendConfig, scored
+    as the model was trained unless `recommend.normalize` says otherwise."""
+    normalize = rc.normalize
+    if normalize == "auto":
+        normalize = trained_normalization(model_config.get("item_softmax", "level"))
+    beam = BeamSearchConfig(beam_width=rc.beam_width, top_k=rc.candidates, users_per_call=rc.users_per_call,
+                            constrained=rc.constrained, normalize=normalize)
+    new = None
+    if rc.serving.uses_new_items:
+        new = BeamSearchConfig(beam_width=rc.new_item_beam, top_k=rc.new_item_beam, users_per_call=rc.users_per_call,
+                               constrained=True, normalize=normalize)
+    return beam, new
 
 
 def build_decoder(onnx_dir: str, item_ids: np.ndarray, codes: np.ndarray, max_history: int, threads: int,
