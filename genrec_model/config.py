@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from genrec_model.align.config import AlignConfig
 from genrec_model.baselines.config import BaselinesConfig
 from genrec_model.catalog.config import EmbedConfig, SidsConfig
 from genrec_model.config_loader import load_dataclass, stable_hash, to_dict
@@ -71,6 +72,7 @@ class GenrecConfig:
     recommend: RecommendConfig = field(default_factory=RecommendConfig)
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    align: AlignConfig = field(default_factory=AlignConfig)
     run_date: str = ""                # YYYY-MM-DD; empty = today (UTC)
     start_date: str = ""              # with end_date: a backfill over [start_date, end_date]
     end_date: str = ""

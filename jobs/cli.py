@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import sys
 
-from jobs.stages import STAGES
+from jobs.stages import EXTRA_STAGES, STAGES
 
 USAGE = f"""usage: genrec run STAGE --conf FILE [key=value ...]
        genrec report --conf FILE [run_date=YYYY-MM-DD] [key=value ...]
        genrec stages
-stages: {', '.join(STAGES)}, pipeline (all in order)"""
+stages: {', '.join(STAGES)}, pipeline (all in order); run alone: {', '.join(EXTRA_STAGES)}"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0 if argv else 2
     if argv[0] == "stages":
-        print("\n".join(STAGES + ["pipeline"]))
+        print("\n".join(STAGES + ["pipeline"] + EXTRA_STAGES))
         return 0
     if argv[0] == "report":
         from jobs.common import main_for
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         from jobs.pipeline import main as pipeline_main
 
         return pipeline_main(rest)
-    if stage not in STAGES:
+    if stage not in STAGES + EXTRA_STAGES:
         print(f"genrec: unknown stage {stage!r}\n{USAGE}", file=sys.stderr)
         return 2
     from jobs.common import main_for

@@ -4,9 +4,11 @@ from __future__ import annotations
 import importlib
 
 STAGES: list[str] = ["ingest", "embed", "sids", "train", "export", "recommend", "baselines", "evaluate"]
+# run on their own (`genrec run judge`), not by `pipeline`: the alignment stages (S-GRec)
+EXTRA_STAGES: list[str] = ["judge"]
 
 
 def stage_runner(name: str):
-    if name not in STAGES:
-        raise KeyError(f"unknown stage {name!r}; stages: {', '.join(STAGES + ['pipeline'])}")
+    if name not in STAGES + EXTRA_STAGES:
+        raise KeyError(f"unknown stage {name!r}; stages: {', '.join(STAGES + EXTRA_STAGES + ['pipeline'])}")
     return importlib.import_module(f"jobs.{name}").run

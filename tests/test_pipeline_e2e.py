@@ -173,6 +173,21 @@ def test_category_fusion_and_unconstrained_variants(pipeline, spark):
     assert sum(map(len, lists)) <= sum(len(r) for r in constrained["recs"])
 
 
+def test_judge_stage_writes_an_evaluated_artifact(pipeline, spark):
+    """`genrec run judge` on the pipeline's tables: a versioned judge with AUCs of held-out next items."""
+    from genrec_model.align.judge import SemanticJudge
+
+    cfg, _ = pipeline
+    judge_cfg = load_config(REPO / "conf" / "local.yaml", [*_overrides(cfg), "align.judge.epochs=1",
+                                                           "align.judge.max_train_examples=5000"])
+    ctx = _run(judge_cfg, spark, "judge")
+    assert ctx.counts["train_pairs"] == 5000 and ctx.counts["held_out"] > 900
+    root = cfg.artifact_path("judges")
+    judge = SemanticJudge.load(os.path.join(root, open(os.path.join(root, "LATEST")).read()))
+    assert 0.5 < judge.metrics["auc_random.judge"] <= 1.0  # better than chance on real next items
+    assert set(judge.metrics["mean_aspect_weights"]) == {"profile", "context", "novelty", "popularity"}
+
+
 def test_retrain_new_codebook_then_recommend_refuses(pipeline, spark):
     """Runs last: a codebook retrain makes the trained model stale; recommend must write nothing."""
     cfg, ctx = pipeline

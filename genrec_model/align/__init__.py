@@ -1,0 +1,1 @@
+"""Train-time alignment (S-GRec): the offline personalized semantic judge and, later, policy post-training."""
