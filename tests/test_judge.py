@@ -14,10 +14,10 @@ def test_evidence_by_hand():
     assert hist.tolist() == [[0, 1]] and mask.all()
     ev = aspect_evidence(items, hist, mask, np.array([[2, 3]]), decay=0.5)  # recency weights 1/3, 2/3
     c = 1 / np.sqrt(2)
-    np.testing.assert_allclose(ev[0, 0, :3], [c / 3 + 2 * c / 3, c, 1 - c], atol=1e-6)  # item 2: cos .707 with both
-    np.testing.assert_allclose(ev[0, 1, :3], [c / 3 - 2 * c / 3, -c, 1 - c], atol=1e-6)  # item 3: +.707 / -.707
-    assert ev[0, 1, 3] > ev[0, 0, 3]  # more popular
-    assert ASPECTS == ("profile", "context", "novelty", "popularity")
+    np.testing.assert_allclose(ev[0, 0, :4], [c / 3 + 2 * c / 3, c, c, 1 - c], atol=1e-6)  # item 2: cos .707 with both
+    np.testing.assert_allclose(ev[0, 1, :4], [c / 3 - 2 * c / 3, -c, c, 1 - c], atol=1e-6)  # item 3: +.707 / -.707
+    assert ev[0, 1, 4] > ev[0, 0, 4]  # more popular
+    assert ASPECTS == ("profile", "context", "closest", "novelty", "popularity")
 
 
 def test_pairwise_auc_and_negatives():

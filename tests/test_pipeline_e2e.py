@@ -185,7 +185,7 @@ def test_judge_stage_writes_an_evaluated_artifact(pipeline, spark):
     root = cfg.artifact_path("judges")
     judge = SemanticJudge.load(os.path.join(root, open(os.path.join(root, "LATEST")).read()))
     assert 0.5 < judge.metrics["auc_random.judge"] <= 1.0  # better than chance on real next items
-    assert set(judge.metrics["mean_aspect_weights"]) == {"profile", "context", "novelty", "popularity"}
+    assert set(judge.metrics["mean_aspect_weights"]) == {"profile", "context", "closest", "novelty", "popularity"}
 
 
 def test_retrain_new_codebook_then_recommend_refuses(pipeline, spark):

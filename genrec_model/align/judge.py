@@ -4,7 +4,9 @@ Stage 1, interpretable evidence per aspect between a candidate item and a user's
 text embeddings (unit vectors) and training popularity:
 - profile: recency-weighted mean cosine between the candidate and the history items (long-term taste);
 - context: cosine with the most recent item (the session's intent);
-- novelty: 1 - the largest cosine with any history item (how new the candidate is to this user);
+- closest: the largest cosine with any history item (an item like one the user already chose);
+- novelty: 1 - closest (how new the candidate is to this user; weights are non-negative, so a judge that
+  rewards novelty for some users and closeness for others needs both);
 - popularity: standardized log(1 + training count) of the candidate.
 Stage 2, a user-conditional aggregation: non-negative aspect weights that sum to 1,
 softmax(features(user) @ W + b), features = the recency-weighted mean history embedding, log history length
@@ -24,7 +26,7 @@ import torch.nn.functional as F
 
 from genrec_model.align.config import JudgeConfig
 
-ASPECTS = ("profile", "context", "novelty", "popularity")
+ASPECTS = ("profile", "context", "closest", "novelty", "popularity")
 WEIGHTS_FILE, MANIFEST_FILE = "judge.npz", "judge.json"
 
 
@@ -70,8 +72,8 @@ def aspect_evidence(items: ItemSide, hist: np.ndarray, mask: np.ndarray, cands: 
     w = _recency(mask, decay)
     profile = (sims * w[:, None, :]).sum(axis=-1)
     context = sims[:, :, -1]
-    novelty = 1.0 - np.where(mask[:, None, :], sims, -np.inf).max(axis=-1)
-    return np.stack([profile, context, novelty, items.log_pop[cands]], axis=-1).astype(np.float32)
+    closest = np.where(mask[:, None, :], sims, -np.inf).max(axis=-1)
+    return np.stack([profile, context, closest, 1.0 - closest, items.log_pop[cands]], axis=-1).astype(np.float32)
 
 
 def user_features(items: ItemSide, hist: np.ndarray, mask: np.ndarray, decay: float, max_history: int) -> np.ndarray:
