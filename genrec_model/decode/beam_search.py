@@ -1,9 +1,11 @@
 """Beam search over Semantic-ID levels: a plain numpy reference and a Numba fast path.
 
 Per user: encode the history once (prefill), then for each level d = 0..L-1 score every allowed code
-of that level for every live beam (beam score + log-softmax of the level), keep the best `beam_width`
-candidates, reorder the model state by parent beam and feed the chosen tokens. After L levels the
-beams are full SIDs = items; the best `top_k` are returned with their summed log-probabilities.
+of that level for every live beam (beam score + log-softmax of the level, or of the beam's trie children
+with normalize="children"), keep the best `beam_width` candidates, reorder the model state by parent beam
+and feed the chosen tokens. After L levels the beams are full SIDs = items; the best `top_k` are returned
+with their summed log-probabilities. With normalize="children" and a model that returns hidden states
+(the shared-prefix ONNX model), the fast path computes only the children's logits (decode/fused_head.py).
 
 Tie rule (both paths): candidates are ranked by score descending, then by flat index
 `parent_beam * level_size + code` ascending. Beams with score -inf (or NaN) are dead: they return
