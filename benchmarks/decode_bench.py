@@ -166,10 +166,12 @@ def kernel_full_decode(trie, logits_by_level, n_users: int, width: int, with_lse
     scores = np.zeros(n_users)
     nodes = np.zeros(n_users, dtype=np.int64)
     n_rows = 1
+    allowed = trie.subtree_allowed(None)
     for d, lg in enumerate(logits_by_level):
         lg = lg[: n_users * n_rows]
         lse = level_logsumexp(lg, 0, lg.shape[1]) if with_lse else np.zeros(len(lg))
-        parent, code, child, best = topk_children(lg, 0, lse, scores, nodes, n_rows, width, trie.indptr[d], trie.child_code[d])
+        parent, code, child, best = topk_children(lg, 0, lse, scores, nodes, n_rows, width, trie.indptr[d],
+                                                  trie.child_code[d], False, allowed[d])
         scores, nodes, n_rows = best.ravel(), child.ravel(), width
 
 

@@ -7,11 +7,13 @@ import torch
 pytest.importorskip("onnxruntime")
 
 
-def test_reserved_slots_hold_the_best_new_items_with_the_models_own_scores(tmp_path):
+@pytest.mark.parametrize("normalize,shared", [("level", False), ("children", False), ("children", True)])
+def test_reserved_slots_hold_the_best_new_items_with_the_models_own_scores(tmp_path, normalize, shared):
+    """children + shared: the fused head, whose new-item search must still normalize over warm siblings."""
     from genrec_model.decode.config import BeamSearchConfig
     from genrec_model.model.artifacts import write_export_manifest
     from genrec_model.model.config import SeqModelConfig
-    from genrec_model.model.export import export_onnx
+    from genrec_model.model.export import export_onnx, export_shared_step
     from genrec_model.model.seq_model import SeqModel
     from genrec_model.model.sid_vocab import SidVocab
     from genrec_model.serve.config import ServingConfig
@@ -24,18 +26,20 @@ def test_reserved_slots_hold_the_best_new_items_with_the_models_own_scores(tmp_p
     with torch.no_grad():
         model.wte.weight.mul_(50.0)
     write_export_manifest(str(tmp_path), export_onnx(model, vocab, str(tmp_path), "m1", "cb1"))
+    if shared:
+        export_shared_step(model, tmp_path)
     rng = np.random.default_rng(0)
     codes = np.unique(np.stack([rng.integers(0, s, 40) for s in vocab.level_sizes], 1), axis=0)
     item_ids = np.array([f"i{n}" for n in range(len(codes))])
     seen = np.ones(len(codes), dtype=bool)
     seen[::4] = False  # every 4th item is new tonight
     users = pd.DataFrame({"user_id": ["u0", "u1"], "history": [["i1", "i3"], ["i5"]]})
-    every = BeamSearchConfig(beam_width=len(codes), top_k=len(codes))  # exact: every item scored
+    every = BeamSearchConfig(beam_width=len(codes), top_k=len(codes), normalize=normalize)  # exact: every item scored
     dec = build_decoder(str(tmp_path), item_ids, codes, 20, 1, False, "cb1", seen)
     full = recommend_users(users, dec, DecodeInputs(np.ones(len(codes)), every, ServingConfig(top_k=len(codes))))
     k = 6
     got = recommend_users(users, dec, DecodeInputs(np.ones(len(codes)), every, ServingConfig(top_k=k, new_item_share=0.5),
-                                                   new_item_beam=BeamSearchConfig(beam_width=8, top_k=8)))
+                                                   new_item_beam=BeamSearchConfig(beam_width=8, top_k=8, normalize=normalize)))
     is_new = dict(zip(item_ids, ~seen))
     for ranked, recs in zip(full["recs"], got["recs"]):
         order = [r["item_id"] for r in ranked]
@@ -52,7 +56,7 @@ def test_reserved_slots_hold_the_best_new_items_with_the_models_own_scores(tmp_p
 
     users3 = pd.DataFrame({"user_id": ["u0", "u1", "u2"], "history": [["i1", "i3"], ["i5"], ["unknown"]]})
     inputs = DecodeInputs(np.ones(len(codes)), every, ServingConfig(top_k=k, new_item_share=0.5),
-                          new_item_beam=BeamSearchConfig(beam_width=8, top_k=8))
+                          new_item_beam=BeamSearchConfig(beam_width=8, top_k=8, normalize=normalize))
     want = recommend_users(users3, dec, inputs)
     batch = recommend_batch(pa.RecordBatch.from_pandas(users3, preserve_index=False), dec, inputs)
     assert batch.column("recs").to_pylist() == [list(r) for r in want["recs"]]

@@ -62,3 +62,12 @@ def test_random_trie_roundtrip(n_levels, seed, dense):
         for p, row in zip(prefixes.tolist(), mask):
             expect = {c[d] for c in items if list(c[:d]) == p}
             assert set(np.flatnonzero(row).tolist()) == expect
+
+
+def test_subtree_allowed_marks_nodes_above_the_chosen_items():
+    codes = np.array([[0, 0], [0, 1], [1, 0], [2, 1]])
+    trie = build_trie(codes, [3, 2])
+    lvl0, lvl1 = trie.subtree_allowed(np.array([False, True, False, False]))
+    assert lvl0.tolist() == [True, False, False]  # prefixes 0, 1, 2: only 0 holds item 1
+    assert [bool(lvl1[trie.walk(codes[i:i + 1])[0]]) for i in range(4)] == [False, True, False, False]
+    assert all(a.all() for a in trie.subtree_allowed(None))

@@ -33,9 +33,7 @@ class Decoder:
     item_ids: np.ndarray         # (N,) item_id per index
     index: dict                  # item_id -> index
     max_history: int
-    new_trie: object = None      # trie of the items the model never saw in training (reserved slots)
-    new_index: np.ndarray | None = None  # new-trie item index -> item index
-    is_new: np.ndarray | None = None     # (N,) bool: the model never saw this item in training
+    is_new: np.ndarray | None = None     # (N,) bool: the model never saw this item in training (None: no such item)
 
 
 @dataclass(frozen=True)
@@ -68,27 +66,26 @@ def beam_configs(rc, model_config: dict) -> tuple[BeamSearchConfig, BeamSearchCo
 
 def build_decoder(onnx_dir: str, item_ids: np.ndarray, codes: np.ndarray, max_history: int, threads: int,
                   use_gpu: bool | None, codebook_version: str, seen: np.ndarray | None = None) -> Decoder:
-    """seen (N,) bool: the item was in the model's training catalog; the others get their own trie, searched
-    for the reserved new-item slots."""
+    """seen (N,) bool: the item was in the model's training catalog; the others are what the new-item search
+    (reserved slots, boost) may return, scored as the main search scores them."""
     from genrec_model.decode.ort_step import load_step_model
 
     step_model = load_step_model(onnx_dir, OrtConfig(intra_op_threads=threads, use_gpu=use_gpu),
                                  expected_codebook_version=codebook_version)
     vocab = SidVocab.from_dict(step_model.manifest["vocab"])
-    new_trie, new_index, is_new = None, None, None
+    is_new = None
     if seen is not None and not np.all(seen):
         is_new = ~np.asarray(seen, dtype=bool)
-        new_index = np.flatnonzero(is_new)
-        new_trie = build_trie(codes[new_index], list(vocab.level_sizes))
     return Decoder(step_model, build_trie(codes, list(vocab.level_sizes)), vocab.level_starts,
                    vocab.codes_to_tokens(codes), item_ids, {i: n for n, i in enumerate(item_ids)}, max_history,
-                   new_trie, new_index, is_new)
+                   is_new)
 
 
 def new_item_candidates(dec: Decoder, toks: list[np.ndarray], beam: BeamSearchConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Best items the model never saw in training, per history: item indices (-1 padded) and log-probs."""
-    found, scores = decode(dec.step_model, dec.new_trie, dec.level_starts, toks, beam)
-    return np.where(found >= 0, dec.new_index[np.maximum(found, 0)], -1), scores
+    """Best items the model never saw in training, per history: item indices (-1 padded) and log-probs --
+    a search of the whole trie that may only pick them, so each keeps the score the main search gives it
+    (with normalize="children" the normalizer of a prefix's items includes its warm items)."""
+    return decode(dec.step_model, dec.trie, dec.level_starts, toks, beam, allowed_items=dec.is_new)
 
 
 def _recommend(user_histories, dec: Decoder, inputs: DecodeInputs):
@@ -106,7 +103,7 @@ def _recommend(user_histories, dec: Decoder, inputs: DecodeInputs):
     if decodable:
         toks = [history_tokens(recent[n], dec.item_tokens) for n in decodable]
         items[decodable], scores[decodable] = decode(dec.step_model, dec.trie, dec.level_starts, toks, inputs.beam)
-        if inputs.serving.uses_new_items and dec.new_trie is not None and inputs.new_item_beam is not None:
+        if inputs.serving.uses_new_items and dec.is_new is not None and inputs.new_item_beam is not None:
             n_new = inputs.new_item_beam.top_k
             new = (np.full((len(histories), n_new), -1, dtype=np.int64), np.full((len(histories), n_new), -np.inf),
                    dec.is_new)

@@ -134,10 +134,12 @@ def beam_search_reference(
 
 
 @numba.njit(cache=True)
-def topk_children(logits, lo, lse, scores, nodes, n_rows, width, indptr, child_code, child_norm=False):
+def topk_children(logits, lo, lse, scores, nodes, n_rows, width, indptr, child_code, child_norm, allowed):
     """Best `width` children per user over its `n_rows` beam rows, never building a (rows, vocab) mask.
 
-    logits (B*R, V) float32/64; lse, scores (B*R,) float64; nodes (B*R,) int64 (-1 = dead).
+    logits (B*R, V) float32/64; lse, scores (B*R,) float64; nodes (B*R,) int64 (-1 = dead); child_norm:
+    normalize over each node's children (else by `lse`); allowed (n_children,) bool: children that may be
+    chosen (all of them still count in the normalization).
     Returns parent (B, W) local beam index, code, child node and score; -1 / -1 / -1 / -inf where dead.
     Candidates are visited in ascending flat index, so a later equal score never overtakes.
     """
@@ -165,6 +167,8 @@ def topk_children(logits, lo, lse, scores, nodes, n_rows, width, indptr, child_c
                     acc += np.exp(np.float64(logits[row, lo + child_code[j]]) - m)
                 norm = m + np.log(acc)
             for j in range(indptr[node], indptr[node + 1]):
+                if not allowed[j]:
+                    continue
                 c = child_code[j]
                 s = base + (np.float64(logits[row, lo + c]) - norm)
                 if not (s > worst):
@@ -196,11 +200,14 @@ def beam_search_fast(
     attention_mask: np.ndarray,
     position_ids: np.ndarray,
     cfg: BeamSearchConfig = BeamSearchConfig(),
+    allowed: tuple[np.ndarray, ...] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Trie-constrained beam search with the Numba kernel; same output as the reference + TrieConstraint."""
+    """Trie-constrained beam search with the Numba kernel; same output as the reference + TrieConstraint.
+    allowed (`SidTrie.subtree_allowed`): only those items are returned, scored as in the unrestricted search."""
     n_users, width, n_levels = input_ids.shape[0], cfg.beam_width, trie.n_levels
+    allowed = trie.subtree_allowed(None) if allowed is None else allowed
     if cfg.normalize == "children" and hasattr(model, "step_hidden"):
-        return _beam_search_fused(model, trie, level_starts, input_ids, attention_mask, position_ids, cfg)
+        return _beam_search_fused(model, trie, level_starts, input_ids, attention_mask, position_ids, cfg, allowed)
     logits, state = model.prefill(input_ids, attention_mask, position_ids)
     scores = np.zeros(n_users)  # (B*R,)
     nodes = np.zeros(n_users, dtype=np.int64)
@@ -215,7 +222,7 @@ def beam_search_fast(
             lse = level_logsumexp(logits, *_norm_range(cfg, lo, size, logits.shape[1]))
         parent, code, child, best = topk_children(
             logits, lo, lse, scores, nodes, n_rows, width, trie.indptr[d], trie.child_code[d],
-            cfg.normalize == "children")
+            cfg.normalize == "children", allowed[d])
         alive = parent >= 0
         parent = np.where(alive, parent, np.maximum(parent[:, :1], 0))
         code = np.where(alive, code, np.maximum(code[:, :1], 0))
@@ -235,7 +242,7 @@ def beam_search_fast(
 
 
 def _beam_search_fused(model, trie: SidTrie, level_starts, input_ids, attention_mask, position_ids,
-                       cfg: BeamSearchConfig) -> tuple[np.ndarray, np.ndarray]:
+                       cfg: BeamSearchConfig, allowed: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
     """beam_search_fast for a model that returns hidden states (`prefill_hidden`/`step_hidden` and
     `head_weight`/`head_bias`): each level scores only the live beams' trie children (fused_head.py)."""
     n_users, width, n_levels = input_ids.shape[0], cfg.beam_width, trie.n_levels
@@ -247,7 +254,7 @@ def _beam_search_fused(model, trie: SidTrie, level_starts, input_ids, attention_
     for d in range(n_levels):
         parent, code, child, best = topk_children_fused(
             hidden, heads[d][0], heads[d][1], scores, nodes, n_rows, width, trie.indptr[d], trie.child_code[d],
-            trie.max_children(d))
+            trie.max_children(d), allowed[d])
         alive = parent >= 0
         parent = np.where(alive, parent, np.maximum(parent[:, :1], 0))
         code = np.where(alive, code, np.maximum(code[:, :1], 0))
@@ -282,16 +289,21 @@ def decode(
     cfg: BeamSearchConfig = BeamSearchConfig(),
     pad_id: int = 0,
     constraint: Constraint | None = None,
+    allowed_items: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Decode many users, `cfg.users_per_call` per model call: (U, top_k) items, scores.
 
     `constraint=None` runs the trie fast path (or, with `cfg.constrained=False`, the reference search
     with `NoConstraint()`: the unconstrained ablation); any other constraint runs the reference search.
     Users are batched in order of history length (less left padding, so shorter KV caches); results
-    come back in the input order.
+    come back in the input order. allowed_items (N,) bool (trie fast path only): return only those items,
+    with the scores the unrestricted search gives them (e.g. the items the model never saw in training).
     """
     if constraint is None and not cfg.constrained:
         constraint = NoConstraint()
+    if allowed_items is not None and constraint is not None:
+        raise ValueError("allowed_items needs the trie fast path (no custom constraint, constrained=True)")
+    allowed = trie.subtree_allowed(allowed_items)
     order = np.argsort([len(h) for h in histories], kind="stable")
     items = np.full((len(histories), cfg.top_k), -1, dtype=np.int64)
     scores = np.full((len(histories), cfg.top_k), -np.inf)
@@ -299,7 +311,7 @@ def decode(
         idx = order[s : s + cfg.users_per_call]
         batch = left_pad([histories[i] for i in idx], pad_id)
         if constraint is None:
-            items[idx], scores[idx] = beam_search_fast(model, trie, level_starts, *batch, cfg)
+            items[idx], scores[idx] = beam_search_fast(model, trie, level_starts, *batch, cfg, allowed)
         else:
             items[idx], scores[idx] = beam_search_reference(model, constraint, trie, level_starts, *batch, cfg)
     return items, scores

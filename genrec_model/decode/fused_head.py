@@ -21,12 +21,13 @@ _FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 
 @numba.njit(cache=True, fastmath=_FAST)
-def topk_children_fused(hidden, weight, bias, scores, nodes, n_rows, width, indptr, child_code, max_children):
+def topk_children_fused(hidden, weight, bias, scores, nodes, n_rows, width, indptr, child_code, max_children, allowed):
     """Best `width` children per user over its `n_rows` beam rows, logits computed for children only.
 
     hidden (B*R, D) float32; weight (n_children, D), bias (n_children,) float32: the output-head row of
     every child of the level in the trie's child order (`child_head`), so a node's children are one
-    contiguous block; scores (B*R,) float64; nodes (B*R,) int64 (-1 = dead). Returns parent (B, W) local beam index, code,
+    contiguous block; scores (B*R,) float64; nodes (B*R,) int64 (-1 = dead); allowed (n_children,) bool:
+    children that may be chosen (every child still counts in the normalization). Returns parent (B, W) local beam index, code,
     child node and score; -1 / -1 / -1 / -inf where dead. Same tie rule as `beam_search.topk_children`:
     candidates are visited in ascending flat index, so a later equal score never overtakes.
     """
@@ -61,6 +62,8 @@ def topk_children_fused(hidden, weight, bias, scores, nodes, n_rows, width, indp
                 acc += np.exp(buf[j - start] - m)
             norm = m + np.log(acc)
             for j in range(start, stop):
+                if not allowed[j]:
+                    continue
                 s = base + (buf[j - start] - norm)
                 if not (s > worst):
                     continue

@@ -42,6 +42,19 @@ class SidTrie:
     def n_items(self) -> int:
         return len(self.leaf_item)
 
+    def subtree_allowed(self, item_mask: np.ndarray | None) -> tuple[np.ndarray, ...]:
+        """Per level d, a bool per level-(d+1) node: its subtree holds an item with item_mask True (all True
+        for None). A search restricted to those items keeps its scores normalized over every child."""
+        if item_mask is None:
+            return tuple(np.ones(len(c), dtype=np.bool_) for c in self.child_code)
+        leaf = np.asarray(item_mask, dtype=bool)[self.leaf_item]
+        out = [leaf]
+        for d in range(self.n_levels - 1, 0, -1):
+            counts = np.add.reduceat(out[0].astype(np.int64), self.indptr[d][:-1]) if len(out[0]) else out[0]
+            empty = self.indptr[d][:-1] == self.indptr[d][1:]
+            out.insert(0, (counts > 0) & ~empty)
+        return tuple(out)
+
     def max_children(self, level: int) -> int:
         """Largest number of children of a level-`level` node."""
         ptr = self.indptr[level]
