@@ -223,9 +223,7 @@ def beam_search_fast(
         parent, code, child, best = topk_children(
             logits, lo, lse, scores, nodes, n_rows, width, trie.indptr[d], trie.child_code[d],
             cfg.normalize == "children", allowed[d])
-        alive = parent >= 0
-        parent = np.where(alive, parent, np.maximum(parent[:, :1], 0))
-        code = np.where(alive, code, np.maximum(code[:, :1], 0))
+        parent, code = _dead_follow_first(parent, code)
         scores, nodes = best.ravel(), child.ravel()
         if d < n_levels - 1:
             state = model.reorder(state, (np.arange(n_users)[:, None] * n_rows + parent).ravel())
@@ -239,6 +237,12 @@ def beam_search_fast(
         n_rows = width
     items = np.where(nodes >= 0, trie.leaf_item[np.maximum(nodes, 0)], -1).reshape(n_users, width)
     return _topk_items(items, scores.reshape(n_users, width), cfg.top_k)
+
+
+def _dead_follow_first(parent: np.ndarray, code: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dead beams (parent -1) repeat beam 0's parent and code, so every row stays a valid prefix."""
+    alive = parent >= 0
+    return (np.where(alive, parent, np.maximum(parent[:, :1], 0)), np.where(alive, code, np.maximum(code[:, :1], 0)))
 
 
 def _beam_search_fused(model, trie: SidTrie, level_starts, input_ids, attention_mask, position_ids,
@@ -255,9 +259,7 @@ def _beam_search_fused(model, trie: SidTrie, level_starts, input_ids, attention_
         parent, code, child, best = topk_children_fused(
             hidden, heads[d][0], heads[d][1], scores, nodes, n_rows, width, trie.indptr[d], trie.child_code[d],
             trie.max_children(d), allowed[d])
-        alive = parent >= 0
-        parent = np.where(alive, parent, np.maximum(parent[:, :1], 0))
-        code = np.where(alive, code, np.maximum(code[:, :1], 0))
+        parent, code = _dead_follow_first(parent, code)
         scores, nodes = best.ravel(), child.ravel()
         if d < n_levels - 1:
             state = model.reorder(state, (np.arange(n_users)[:, None] * n_rows + parent).ravel())
