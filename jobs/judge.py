@@ -42,10 +42,8 @@ def run(ctx: JobContext) -> None:
         if valid is not None and len(valid.history):
             valid_hist.append(valid.history)
             valid_target.append(valid.target)
-    popularity = np.bincount(np.concatenate(train), minlength=len(items)).astype(np.float64)
-    codes = np.stack(items["codes"].to_numpy())
-    side = ItemSide.build(item_content(ctx.read(ITEM_EMBEDDINGS), items["item_id"].tolist()), popularity,
-                          prefix=codes[:, 0])  # the first semantic level stands in for a category
+    side, popularity = ItemSide.from_training(item_content(ctx.read(ITEM_EMBEDDINGS), items["item_id"].tolist()),
+                                              train, np.stack(items["codes"].to_numpy()))
     hist, pos = next_item_examples(train, cfg.max_train_examples, np.random.default_rng(cfg.seed))
     log_event("judge", "data", users=len(sequences), items=len(items), train_pairs=len(pos),
               held_out=len(valid_target))

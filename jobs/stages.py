@@ -4,8 +4,8 @@ from __future__ import annotations
 import importlib
 
 STAGES: list[str] = ["ingest", "embed", "sids", "train", "export", "recommend", "baselines", "evaluate"]
-# run on their own (`genrec run judge`), not by `pipeline`: the alignment stages (S-GRec)
-EXTRA_STAGES: list[str] = ["judge"]
+# run on their own (`genrec run judge`, then `align`), not by `pipeline`: the alignment stages (S-GRec)
+EXTRA_STAGES: list[str] = ["judge", "align"]
 
 
 def stage_runner(name: str):

@@ -46,6 +46,15 @@ class ItemSide:
         lp = ((lp - lp.mean()) / max(lp.std(), 1e-12)).astype(np.float32)
         return ItemSide(unit, lp, np.asarray(prefix, dtype=np.int64))
 
+    @staticmethod
+    def from_training(embeddings: np.ndarray, train_prefixes: list[np.ndarray], codes: np.ndarray):
+        """The judge's view of a catalog: popularity counted on users' training prefixes only, the first
+        semantic level as the category proxy. Returns (ItemSide, popularity (N,))."""
+        counts = [np.asarray(p, dtype=np.int64) for p in train_prefixes if len(p)]
+        popularity = np.bincount(np.concatenate(counts) if counts else np.zeros(0, np.int64),
+                                 minlength=len(codes)).astype(np.float64)
+        return ItemSide.build(embeddings, popularity, prefix=np.asarray(codes)[:, 0]), popularity
+
 
 def pad_histories(histories: list[np.ndarray], max_history: int) -> tuple[np.ndarray, np.ndarray]:
     """Right-aligned (B, T) item indices (most recent last) and mask; every history must be non-empty."""
@@ -94,6 +103,7 @@ class SemanticJudge:
     std: np.ndarray
     config: JudgeConfig
     metrics: dict = field(default_factory=dict)
+    manifest: dict = field(default_factory=dict)  # what `save` wrote next to the weights (versions, dataset)
 
     def aspect_weights(self, feats: np.ndarray) -> np.ndarray:
         z = feats @ self.weight + self.bias
@@ -127,7 +137,7 @@ class SemanticJudge:
             raise ValueError(f"judge at {path} has aspects {manifest['aspects']}, this code {list(ASPECTS)}")
         with np.load(os.path.join(path, WEIGHTS_FILE)) as z:
             return SemanticJudge(z["weight"], z["bias"], z["mean"], z["std"], JudgeConfig(**manifest["config"]),
-                                 manifest["metrics"])
+                                 manifest["metrics"], manifest)
 
 
 def next_item_examples(sequences: list[np.ndarray], max_examples: int, rng: np.random.Generator):

@@ -21,6 +21,7 @@ import numpy as np
 from genrec_model.decode.config import BeamSearchConfig
 from genrec_model.decode.constraints import Constraint, NoConstraint
 from genrec_model.decode.fused_head import child_head, topk_children_fused
+from genrec_model.decode.top_width import insert_candidate
 from genrec_model.decode.trie import SidTrie
 
 
@@ -173,20 +174,7 @@ def topk_children(logits, lo, lse, scores, nodes, n_rows, width, indptr, child_c
                 s = base + (np.float64(logits[row, lo + c]) - norm)
                 if not (s > worst):
                     continue
-                pos = count if count < width else width - 1
-                while pos > 0 and best[b, pos - 1] < s:
-                    if pos < width:
-                        best[b, pos] = best[b, pos - 1]
-                        parent[b, pos] = parent[b, pos - 1]
-                        code[b, pos] = code[b, pos - 1]
-                        child[b, pos] = child[b, pos - 1]
-                    pos -= 1
-                best[b, pos] = s
-                parent[b, pos] = r
-                code[b, pos] = c
-                child[b, pos] = j
-                if count < width:
-                    count += 1
+                count = insert_candidate(best, parent, code, child, b, width, count, s, r, c, j)
                 if count == width:
                     worst = best[b, width - 1]
     return parent, code, child, best

@@ -15,6 +15,8 @@ import weakref
 import numba
 import numpy as np
 
+from genrec_model.decode.top_width import insert_candidate
+
 
 # Reassociation lets LLVM vectorize the dot products; no "nnan"/"ninf": dead beams are -inf.
 _FAST = {"reassoc", "contract", "nsz", "arcp"}
@@ -67,20 +69,7 @@ def topk_children_fused(hidden, weight, bias, scores, nodes, n_rows, width, indp
                 s = base + (buf[j - start] - norm)
                 if not (s > worst):
                     continue
-                pos = count if count < width else width - 1
-                while pos > 0 and best[b, pos - 1] < s:
-                    if pos < width:
-                        best[b, pos] = best[b, pos - 1]
-                        parent[b, pos] = parent[b, pos - 1]
-                        code[b, pos] = code[b, pos - 1]
-                        child[b, pos] = child[b, pos - 1]
-                    pos -= 1
-                best[b, pos] = s
-                parent[b, pos] = r
-                code[b, pos] = child_code[j]
-                child[b, pos] = j
-                if count < width:
-                    count += 1
+                count = insert_candidate(best, parent, code, child, b, width, count, s, r, child_code[j], j)
                 if count == width:
                     worst = best[b, width - 1]
     return parent, code, child, best

@@ -48,6 +48,24 @@ def rank_histories(model, vocab: SidVocab, trie: SidTrie, item_tokens: np.ndarra
                                    normalize=trained_normalization(model.cfg.item_softmax)))
 
 
+def validator(sequences: list[np.ndarray], vocab: SidVocab, trie: SidTrie, item_tokens: np.ndarray, cfg: FitConfig):
+    """Model selection's metric: Recall/NDCG@10 of constrained beam search (cfg.valid_beam) on the validation
+    items of cfg.valid_users sampled users (cfg.valid_seed); used by training and by alignment."""
+    vh, vt, _ = eval_examples(sequences, cfg.data.max_history, "valid")
+    pick = np.random.default_rng(cfg.valid_seed).permutation(len(vh))[:cfg.valid_users]
+    vh, vt = [vh[i] for i in pick], vt[pick]
+    if not len(vt):  # model selection needs validation users; never silently keep the first epoch
+        raise ValueError(f"no validation users (valid_users={cfg.valid_users}, {len(sequences)} users, "
+                         "a validation user needs >= 3 events)")
+
+    def validate(model: SeqModel) -> dict:
+        ranked, _ = rank_histories(model, vocab, trie, item_tokens, vh, cfg.valid_beam, min(10, cfg.valid_beam))
+        m = recall_ndcg_at_k(ranked, vt, ks=(10,))
+        return {"recall@10": m["recall@10"], "ndcg@10": m["ndcg@10"]}
+
+    return validate
+
+
 def fit_generator(sequences: list[np.ndarray], codes: np.ndarray, level_sizes: list[int], titles: list[str],
                   cfg: FitConfig, out_dir: str | None = None, item_content: np.ndarray | None = None) -> Fitted:
     """Train on leave-one-out training prefixes of `sequences` (item indices, oldest first).
@@ -70,17 +88,7 @@ def fit_generator(sequences: list[np.ndarray], codes: np.ndarray, level_sizes: l
     def epoch_data(epoch: int):
         return epoch_sequences(rec, item_tokens, item_words, vocab, cfg.data, rng)
 
-    vh, vt, _ = eval_examples(sequences, cfg.data.max_history, "valid")
-    pick = np.random.default_rng(cfg.valid_seed).permutation(len(vh))[:cfg.valid_users]
-    vh, vt = [vh[i] for i in pick], vt[pick]
-    if not len(vt):  # model selection needs validation users; never silently keep the first epoch
-        raise ValueError(f"no validation users (valid_users={cfg.valid_users}, {len(sequences)} users, "
-                         "a validation user needs >= 3 events)")
-
-    def validate(model: SeqModel) -> dict:
-        ranked, _ = rank_histories(model, vocab, trie, item_tokens, vh, cfg.valid_beam, min(10, cfg.valid_beam))
-        m = recall_ndcg_at_k(ranked, vt, ks=(10,))
-        return {"recall@10": m["recall@10"], "ndcg@10": m["ndcg@10"]}
+    validate = validator(sequences, vocab, trie, item_tokens, cfg)
 
     max_positions = 1 + (cfg.data.max_history + 1) * vocab.n_levels + cfg.data.max_words + 2
     torch.manual_seed(cfg.trainer.seed)

@@ -204,6 +204,10 @@ class SeqModel(nn.Module):
         self._table_cache = None
         return super().load_state_dict(*args, **kwargs)
 
+    def weights_changed(self) -> None:
+        """Call after an optimizer step outside `train()` mode (e.g. alignment): drops the cached item rows."""
+        self._table_cache = None
+
     def token_table(self) -> torch.Tensor:
         """(V, D) embedding of every token (input side; also the output side when weights are tied)."""
         if not self.cfg.item_content_dim:

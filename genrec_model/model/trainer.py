@@ -107,9 +107,23 @@ def sequence_loss(
     if groups is None:
         ce = F.cross_entropy(model.logits(hs), ys, reduction="none", label_smoothing=label_smoothing)
         return (ce * ws).sum() / ws.sum()
-    gid = torch.bucketize(ys, groups, right=True) - 1
     total = hs.new_zeros(())
-    weight = table if model.lm_head is None else model.lm_head.weight  # (V, D)
+    for rows, logits, target in group_logits(model, hs, ys, groups, siblings, table):
+        ce = F.cross_entropy(logits, target, reduction="none", label_smoothing=label_smoothing)
+        total = total + (ce * ws[rows]).sum()
+    return total / ws.sum()
+
+
+def group_logits(model: SeqModel, hs: torch.Tensor, ys: torch.Tensor, groups: torch.Tensor,
+                 siblings: torch.Tensor | None = None, table: torch.Tensor | None = None):
+    """Per softmax group present in the targets ys (M,): (rows (M,) bool, logits (M_g, group size) of hidden
+    states hs[rows] (M, D) over that group, targets within the group). Logits outside a target's prefix
+    group are -inf-like on the item level when `siblings` is given (see `sequence_loss`)."""
+    gid = torch.bucketize(ys, groups, right=True) - 1
+    if model.lm_head is not None:
+        weight = model.lm_head.weight
+    else:
+        weight = model.token_table() if table is None else table  # (V, D)
     bias = model.output_bias()  # (V,) or None
     for g in torch.unique(gid).tolist():
         rows = gid == g
@@ -121,9 +135,17 @@ def sequence_loss(
         if sib is not None and bool((sib >= 0).any()):  # the item level: normalize within the prefix
             same = sib.unsqueeze(0) == siblings[ys[rows]].unsqueeze(1)  # (M_g, hi - lo)
             logits = logits.masked_fill(~same, torch.finfo(logits.dtype).min)
-        ce = F.cross_entropy(logits, ys[rows] - lo, reduction="none", label_smoothing=label_smoothing)
-        total = total + (ce * ws[rows]).sum()
-    return total / ws.sum()
+        yield rows, logits, ys[rows] - lo
+
+
+def target_logprobs(model: SeqModel, hs: torch.Tensor, ys: torch.Tensor, groups: torch.Tensor,
+                    siblings: torch.Tensor | None = None, table: torch.Tensor | None = None) -> torch.Tensor:
+    """(M,) log-probability of each target ys (M,) from hidden states hs (M, D), under the training
+    normalization of `sequence_loss` (its cross entropy without label smoothing is the negative of this)."""
+    out = hs.new_zeros(ys.shape, dtype=torch.float32)
+    for rows, logits, target in group_logits(model, hs, ys, groups, siblings, table):
+        out[rows] = torch.log_softmax(logits.float(), dim=-1).gather(1, target.unsqueeze(1)).squeeze(1)
+    return out
 
 
 def _save_curves(history: list[dict], path: str) -> None:
