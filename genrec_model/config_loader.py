@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import types
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
@@ -66,6 +67,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return {_coerce(k, k_tp, key): _coerce(v, v_tp, f"{key}.{k}") for k, v in value.items()}
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+        return float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
     if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         # YAML reads 2024-01-01 as a date and 8g as a string; dates arrive as str below.
         return str(value)
@@ -78,6 +81,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
         return value
     raise ConfigError(f"{key}: unsupported config type {tp!r}")
+
+
+_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 def _build(cls: type, data: dict, prefix: str = "") -> Any:

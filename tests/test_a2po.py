@@ -147,3 +147,16 @@ def test_align_policy_keeps_the_sft_model_when_no_step_validates_better():
         assert torch.equal(v, policy.state_dict()[k])
     with pytest.raises(ValueError, match="judge"):
         align_policy(policy, reference, task, cfg, semantic=None, validate=lambda m: {"ndcg@10": 0.0})
+
+
+def test_include_target_puts_the_observed_item_in_every_group():
+    vocab, codes, reference = _tiny()
+    task = _task(codes, vocab)
+    policy = copy.deepcopy(reference)
+    cfg = PolicyConfig(mode="business", steps=5, users_per_step=8, group_size=3, rank_penalty=0.0,
+                       include_target=True)
+    res = align_policy(policy, reference, task, cfg, semantic=None, validate=None, stop_after=5, progress=False)
+    # a hit is worth 1 and a miss 0, so one hit per group of 3 averages 1/3; a group where the beams found the
+    # item on their own is unchanged
+    assert all(h["reward_business"] == pytest.approx(1 / 3) for h in res.history)
+    assert all(h["group_hit_rate"] <= 1 for h in res.history)

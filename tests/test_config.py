@@ -46,6 +46,8 @@ def test_yaml_and_overrides_are_typed(tmp_path):
     ("spark", "must look like key=value"),
     ("train.trainer.epoch=5", "unknown config key(s) train.trainer.epoch"),
     ("train.trainer.epochs=five", "train.trainer.epochs: expected int, got str 'five'"),
+    ("train.trainer.lr=1e-4x", "train.trainer.lr: expected float, got str '1e-4x'"),
+    ("align.policy.mode=sum", "align.policy.mode: expected one of"),
     ("train.model.d_model=12.5", "train.model.d_model: expected int, got float 12.5"),
     ("evaluate.ks=[5, x]", "evaluate.ks[1]: expected int, got str 'x'"),
     ("evaluate.ks=5", "evaluate.ks: expected a list"),
@@ -83,6 +85,7 @@ def test_overrides_apply_with_their_types_and_leave_siblings_alone():
                                              "recommend.splits=[test]", "recommend.use_gpu=null",
                                              "data.category_level=2", "embed.template=['{title}']"])
     assert cfg.train.trainer.lr == 1.0 and isinstance(cfg.train.trainer.lr, float)  # int -> float, lossless
+    assert load_config(CONF / "beauty.yaml", ["align.policy.lr=1e-4"]).align.policy.lr == 1e-4  # YAML: a str
     assert cfg.train.model.d_model == 256
     assert (cfg.train.model.n_layer, cfg.train.model.n_head, cfg.train.model.d_ff) == (2, 4, 512)  # untouched
     assert cfg.train.trainer.batch_size == 128 and cfg.train.trainer.epochs == 16

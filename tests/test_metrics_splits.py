@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from genrec_model.data.splits import split_sequence
-from genrec_model.evaluation.metrics import hit_ranks, recall_ndcg_at_k
+from genrec_model.evaluation.metrics import hit_ranks, paired_bootstrap, per_user_gains, recall_ndcg_at_k
 
 
 def test_hit_ranks_and_metrics_exact():
@@ -13,6 +13,18 @@ def test_hit_ranks_and_metrics_exact():
     assert m["recall@1"] == pytest.approx(1 / 3)
     assert m["recall@3"] == pytest.approx(2 / 3)
     assert m["ndcg@3"] == pytest.approx((1 / np.log2(3) + 1.0) / 3)
+
+
+def test_paired_bootstrap_interval_covers_the_mean_difference():
+    rng = np.random.default_rng(0)
+    a = rng.random(4000)
+    mean, lo, hi = paired_bootstrap(a, a + 0.01 + 0.05 * rng.normal(size=4000), n_boot=500)
+    assert lo < mean < hi and lo > 0 and hi - lo < 0.01
+    assert paired_bootstrap(a, a, n_boot=50) == (0.0, 0.0, 0.0)
+    recall, ndcg = per_user_gains(np.array([[3, 1], [2, 5]]), np.array([1, 7]), k=2)
+    assert recall.tolist() == [1.0, 0.0] and ndcg[0] == pytest.approx(1 / np.log2(3))
+    with pytest.raises(ValueError):
+        paired_bootstrap(a, a[:5])
 
 
 def test_hit_ranks_rejects_bad_shapes():

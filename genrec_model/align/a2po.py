@@ -180,6 +180,9 @@ def align_policy(policy: SeqModel, reference: SeqModel, task: AlignTask, cfg: Po
         toks = [history_tokens(h, item_tokens) for h in hists]
         with torch.no_grad():
             cands, _ = decode(TorchStepModel(policy), task.trie, vocab.level_starts, toks, beam)
+        hit = (cands == targets[:, None]).any(axis=1)  # the policy's own beams found the observed item
+        if cfg.include_target:
+            cands[~hit, -1] = targets[~hit]
         valid = cands >= 0
         r_biz = business_reward(cands, targets, cfg.rank_penalty, task.value)
         judged = np.zeros(len(pick), dtype=bool)
@@ -206,7 +209,6 @@ def align_policy(policy: SeqModel, reference: SeqModel, task: AlignTask, cfg: Po
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
         opt.step()
         policy.weights_changed()
-        hit = (cands == targets[:, None]).any(axis=1)
         row = {"step": step, "loss": float(loss.detach()), "kl": float(kl.detach()),
                "reward_business": float(r_biz[valid].mean()), "group_hit_rate": float(hit.mean()),
                "reward_semantic": float(r_sem[judged][valid[judged]].mean()) if adv.judged else float("nan"),

@@ -43,6 +43,9 @@ class PolicyConfig:
     # business reward: value of the observed next item when generated (1, or the item's value column), and
     # -rank_penalty / log2(rank + 2) for a wrong candidate at beam rank `rank` (0 = the policy's top beam)
     rank_penalty: float = 0.5
+    # put the observed next item into a group whose beams missed it (in place of the last beam), so every
+    # group carries the business signal; off = pure on-policy groups (MiniOneRec)
+    include_target: bool = False
     value_column: str = ""           # catalog column holding an item value (price, bid); empty = hits count 1
     judge_share: float = 0.25        # share of groups scored by the judge (the rest: business advantage only)
     semantic_weight: float = 1.0     # reward_sum only

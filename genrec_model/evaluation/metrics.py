@@ -25,13 +25,33 @@ def hit_ranks(ranked: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 def recall_ndcg_at_k(ranked: np.ndarray, target: np.ndarray, ks=(1, 5, 10, 20)) -> dict[str, float]:
     """Mean Recall@K and NDCG@K over users, e.g. {"recall@10": .., "ndcg@10": ..}."""
-    ranks = hit_ranks(ranked, target)
     out: dict[str, float] = {}
-    n = max(len(ranks), 1)
     for k in ks:
-        inside = (ranks > 0) & (ranks <= k)
-        out[f"recall@{k}"] = float(inside.sum() / n)
-        gains = np.zeros(len(ranks), dtype=np.float64)
-        gains[inside] = 1.0 / np.log2(ranks[inside] + 1.0)
-        out[f"ndcg@{k}"] = float(gains.sum() / n)
+        recall, ndcg = per_user_gains(ranked, target, k)
+        n = max(len(recall), 1)
+        out[f"recall@{k}"] = float(recall.sum() / n)
+        out[f"ndcg@{k}"] = float(ndcg.sum() / n)
     return out
+
+def per_user_gains(ranked: np.ndarray, target: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(U,) Recall@k (0/1) and NDCG@k of each user: the terms `recall_ndcg_at_k` averages."""
+    ranks = hit_ranks(ranked, target)
+    inside = (ranks > 0) & (ranks <= k)
+    ndcg = np.zeros(len(ranks), dtype=np.float64)
+    ndcg[inside] = 1.0 / np.log2(ranks[inside] + 1.0)
+    return inside.astype(np.float64), ndcg
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int = 0,
+                     level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of b - a over paired per-user values and its bootstrap percentile interval (users resampled)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or not len(a):
+        raise ValueError(f"paired values must be two equal non-empty vectors, got {a.shape} and {b.shape}")
+    diff = b - a
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_boot)
+    for i in range(n_boot):
+        means[i] = diff[rng.integers(0, len(diff), len(diff))].mean()
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(diff.mean()), float(lo), float(hi)

@@ -1,0 +1,117 @@
+"""The cheap alternative to alignment a skeptic tries first: keep the SFT model and re-rank its beams at
+serving time by log-probability + alpha * judge score. Decodes the validation and test users once through the
+production decode path (the exported model of `recommend.model_version`, the recommend job's beam and serving
+settings), scores every candidate with the latest judge, and prints Recall/NDCG@k per alpha on both splits
+(alpha is chosen on validation), with a PNG of the curve.
+
+    python benchmarks/judge_rerank.py --conf conf/beauty.yaml --alphas 0 0.1 0.2 0.5 1 2 \
+        recommend.model_version=m-...   (the SFT model)
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+from deltalake import DeltaTable
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from genrec_model.align.judge import ItemSide, SemanticJudge  # noqa: E402
+from genrec_model.config import load_config  # noqa: E402
+from genrec_model.data.splits import split_sequence  # noqa: E402
+from genrec_model.decode.beam_search import decode  # noqa: E402
+from genrec_model.evaluation.metrics import recall_ndcg_at_k  # noqa: E402
+from genrec_model.model.artifacts import read_export, read_export_items, read_model, resolve_version  # noqa: E402
+from genrec_model.model.sid_vocab import history_tokens  # noqa: E402
+from genrec_model.serve.serving import recommend  # noqa: E402
+from udfs.recommend_fns import beam_configs, build_decoder  # noqa: E402
+
+
+def split_examples(inter: pd.DataFrame, index: pd.Series, max_history: int):
+    """Per split ("valid", "test"): (histories, targets, train prefixes) as item indices of the export."""
+    out = {"valid": ([], []), "test": ([], [])}
+    prefixes = []
+    for _, g in inter.groupby("user_id", sort=True):
+        prefix, valid, test = split_sequence(index[g["item_id"]].to_numpy(), max_history)
+        prefixes.append(prefix)
+        for name, ex in (("valid", valid), ("test", test)):
+            if ex is not None and len(ex.history):
+                out[name][0].append(ex.history)
+                out[name][1].append(ex.target)
+    return {k: (h, np.asarray(t)) for k, (h, t) in out.items()}, prefixes
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--conf", default="conf/beauty.yaml")
+    ap.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0])
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--png", default="")
+    ap.add_argument("overrides", nargs="*")
+    args = ap.parse_args()
+    cfg = load_config(args.conf, args.overrides)
+    rc = cfg.recommend
+    model = read_model(cfg.artifact_path("models"), rc.model_version)
+    onnx_dir = model.onnx_dir_for("test")
+    ids, codes, seen = read_export_items(onnx_dir)
+    dec = build_decoder(onnx_dir, ids, codes, model.max_history, 1, False, read_export(onnx_dir)["codebook_version"], seen)
+    index = pd.Series(np.arange(len(ids)), index=ids)
+    lake = cfg.lakehouse_root()
+    inter = DeltaTable(os.path.join(lake, "interactions")).to_pandas()
+    inter = inter[inter["item_id"].isin(index.index)].sort_values(["user_id", "seq_pos"])
+    splits, prefixes = split_examples(inter, index, model.max_history)
+    emb = DeltaTable(os.path.join(lake, "item_embeddings")).to_pandas().set_index("item_id")["embedding"]
+    judges = cfg.artifact_path("judges")
+    judge_version = resolve_version(judges, cfg.align.policy.judge_version)
+    judge = SemanticJudge.load(os.path.join(judges, judge_version))
+    # the judge's popularity: training prefixes of the items it knows (the export may hold new items: count 0)
+    side, _ = ItemSide.from_training(np.stack([np.asarray(emb[i], dtype=np.float32) for i in ids]), prefixes, codes)
+    beam, _ = beam_configs(rc, dec.step_model.manifest["model_config"])
+    print(f"model {model.version}, judge {judge_version}, beam {beam.beam_width}, candidates {beam.top_k}, "
+          f"users valid {len(splits['valid'][1])} test {len(splits['test'][1])}", flush=True)
+    rows = []
+    for name, (hist, targets) in splits.items():
+        toks = [history_tokens(h, dec.item_tokens) for h in hist]
+        items, scores = decode(dec.step_model, dec.trie, dec.level_starts, toks, beam)
+        judged = np.zeros_like(scores)
+        for s in range(0, len(hist), 4096):
+            part = items[s:s + 4096]
+            judged[s:s + 4096] = judge.score(side, hist[s:s + 4096], np.maximum(part, 0))
+        popularity = np.bincount(np.concatenate(hist), minlength=len(ids)).astype(float)
+        serving = replace(rc.serving, top_k=args.k)
+        for a in args.alphas:
+            ranked = recommend(items, np.where(items >= 0, scores + a * judged, -np.inf), hist, popularity, serving).items
+            m = recall_ndcg_at_k(ranked, targets, ks=(args.k,))
+            rows.append({"split": name, "alpha": a, f"R@{args.k}": m[f"recall@{args.k}"], f"N@{args.k}": m[f"ndcg@{args.k}"]})
+        print(pd.DataFrame(rows).round(4).to_string(index=False), flush=True)
+    table = pd.DataFrame(rows)
+    valid = table[table["split"] == "valid"].sort_values([f"N@{args.k}", "alpha"], ascending=[False, True])
+    best = float(valid.iloc[0]["alpha"])
+    test = table[(table["split"] == "test") & (table["alpha"] == best)].iloc[0]
+    print(f"chosen on validation (best N@{args.k}): alpha={best}; test R@{args.k}={test[f'R@{args.k}']:.4f} "
+          f"N@{args.k}={test[f'N@{args.k}']:.4f}")
+    if args.png:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for name, g in table.groupby("split"):
+            ax.plot(g[f"R@{args.k}"], g[f"N@{args.k}"], marker="o", label=name)
+            for _, r in g.iterrows():
+                ax.annotate(f"{r['alpha']:g}", (r[f"R@{args.k}"], r[f"N@{args.k}"]), fontsize=7)
+        ax.set_xlabel(f"Recall@{args.k}")
+        ax.set_ylabel(f"NDCG@{args.k}")
+        ax.set_title("SFT beams re-ranked by log-prob + alpha * judge")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(args.png)
+
+
+if __name__ == "__main__":
+    main()
