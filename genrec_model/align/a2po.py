@@ -67,7 +67,7 @@ def a2po_advantages(a_biz: np.ndarray, a_sem: np.ndarray, eps: float) -> tuple[n
 @dataclass
 class GroupAdvantages:
     advantage: np.ndarray      # (B, G)
-    agree: float               # share of judged candidates whose business and semantic advantages agree in sign
+    agree: float               # share of judged candidates with a business advantage whose semantic one agrees in sign
     mean_lambda: float         # over judged candidates (a2po)
     judged: int                # groups the judge scored
 
@@ -81,7 +81,8 @@ def advantages(mode: str, r_biz: np.ndarray, r_sem: np.ndarray | None, judged: n
     j = judged
     a_sem = group_normalize(np.where(valid[j], r_sem[j], 0.0), valid[j], cfg.advantage_eps)
     v = valid[j]
-    agree = float((np.sign(a_biz[j]) == np.sign(a_sem))[v].mean())
+    signal = v & (a_biz[j] != 0)  # candidates the business reward says something about
+    agree = float((np.sign(a_biz[j]) == np.sign(a_sem))[signal].mean()) if signal.any() else float("nan")
     out = a_biz.copy()
     lam = np.zeros_like(a_sem)
     if mode == "a2po":
