@@ -1,7 +1,8 @@
 """The cheap alternative to alignment a skeptic tries first: keep the SFT model and re-rank its beams at
 serving time by log-probability + alpha * judge score. Decodes the validation and test users once through the
 production decode path (the exported model of `recommend.model_version`, the recommend job's beam and serving
-settings), scores every candidate with the latest judge, and prints Recall/NDCG@k per alpha on both splits
+settings), scores every candidate with the judge (`recommend.judge_version`, empty = latest) exactly as
+`recommend.serving.judge_weight` does in the job (`udfs/recommend_fns.judge_rescored`), and prints Recall/NDCG@k per alpha on both splits
 (alpha is chosen on validation), with a PNG of the curve.
 
     python benchmarks/judge_rerank.py --conf conf/beauty.yaml --alphas 0 0.1 0.2 0.5 1 2 \
@@ -28,21 +29,19 @@ from genrec_model.evaluation.metrics import recall_ndcg_at_k  # noqa: E402
 from genrec_model.model.artifacts import read_export, read_export_items, read_model, resolve_version  # noqa: E402
 from genrec_model.model.sid_vocab import history_tokens  # noqa: E402
 from genrec_model.serve.serving import recommend  # noqa: E402
-from udfs.recommend_fns import beam_configs, build_decoder  # noqa: E402
+from udfs.recommend_fns import DecodeInputs, beam_configs, build_decoder, judge_rescored  # noqa: E402
 
 
 def split_examples(inter: pd.DataFrame, index: pd.Series, max_history: int):
-    """Per split ("valid", "test"): (histories, targets, train prefixes) as item indices of the export."""
+    """Per split ("valid", "test"): (histories, targets) as item indices of the export."""
     out = {"valid": ([], []), "test": ([], [])}
-    prefixes = []
     for _, g in inter.groupby("user_id", sort=True):
-        prefix, valid, test = split_sequence(index[g["item_id"]].to_numpy(), max_history)
-        prefixes.append(prefix)
+        _, valid, test = split_sequence(index[g["item_id"]].to_numpy(), max_history)
         for name, ex in (("valid", valid), ("test", test)):
             if ex is not None and len(ex.history):
                 out[name][0].append(ex.history)
                 out[name][1].append(ex.target)
-    return {k: (h, np.asarray(t)) for k, (h, t) in out.items()}, prefixes
+    return {k: (h, np.asarray(t)) for k, (h, t) in out.items()}
 
 
 def main() -> None:
@@ -63,13 +62,12 @@ def main() -> None:
     lake = cfg.lakehouse_root()
     inter = DeltaTable(os.path.join(lake, "interactions")).to_pandas()
     inter = inter[inter["item_id"].isin(index.index)].sort_values(["user_id", "seq_pos"])
-    splits, prefixes = split_examples(inter, index, model.max_history)
+    splits = split_examples(inter, index, model.max_history)
     emb = DeltaTable(os.path.join(lake, "item_embeddings")).to_pandas().set_index("item_id")["embedding"]
+    embeddings = np.stack([np.asarray(emb[i], dtype=np.float32) for i in ids])
     judges = cfg.artifact_path("judges")
-    judge_version = resolve_version(judges, cfg.align.policy.judge_version)
+    judge_version = resolve_version(judges, rc.judge_version)
     judge = SemanticJudge.load(os.path.join(judges, judge_version))
-    # the judge's popularity: training prefixes of the items it knows (the export may hold new items: count 0)
-    side, _ = ItemSide.from_training(np.stack([np.asarray(emb[i], dtype=np.float32) for i in ids]), prefixes, codes)
     beam, _ = beam_configs(rc, dec.step_model.manifest["model_config"])
     print(f"model {model.version}, judge {judge_version}, beam {beam.beam_width}, candidates {beam.top_k}, "
           f"users valid {len(splits['valid'][1])} test {len(splits['test'][1])}", flush=True)
@@ -77,14 +75,14 @@ def main() -> None:
     for name, (hist, targets) in splits.items():
         toks = [history_tokens(h, dec.item_tokens) for h in hist]
         items, scores = decode(dec.step_model, dec.trie, dec.level_starts, toks, beam)
-        judged = np.zeros_like(scores)
-        for s in range(0, len(hist), 4096):
-            part = items[s:s + 4096]
-            judged[s:s + 4096] = judge.score(side, hist[s:s + 4096], np.maximum(part, 0))
         popularity = np.bincount(np.concatenate(hist), minlength=len(ids)).astype(float)
-        serving = replace(rc.serving, top_k=args.k)
+        # as the recommend job: the judge's popularity aspect from this split's histories
+        side = ItemSide.build(embeddings, popularity, codes[:, 0])
         for a in args.alphas:
-            ranked = recommend(items, np.where(items >= 0, scores + a * judged, -np.inf), hist, popularity, serving).items
+            serving = replace(rc.serving, top_k=args.k, judge_weight=a)
+            inputs = DecodeInputs(popularity, beam, serving, judge=(judge, side))
+            rescored = judge_rescored(inputs, hist, items, scores) if a else scores
+            ranked = recommend(items, rescored, hist, popularity, serving).items
             m = recall_ndcg_at_k(ranked, targets, ks=(args.k,))
             rows.append({"split": name, "alpha": a, f"R@{args.k}": m[f"recall@{args.k}"], f"N@{args.k}": m[f"ndcg@{args.k}"]})
         print(pd.DataFrame(rows).round(4).to_string(index=False), flush=True)

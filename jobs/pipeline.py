@@ -12,6 +12,14 @@ from jobs.common import log_event, make_context, parse_args, run_recorded, setup
 from jobs.stages import STAGES, stage_runner
 
 
+def pipeline_stages(cfg) -> list[str]:
+    """STAGES, plus the judge before export when the served lists are re-ranked by it."""
+    if not cfg.recommend.serving.judge_weight:
+        return list(STAGES)
+    at = STAGES.index("export")
+    return [*STAGES[:at], "judge", *STAGES[at:]]
+
+
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     conf, overrides = parse_args(sys.argv[1:] if argv is None else argv, "genrec run pipeline")
@@ -21,11 +29,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"genrec: config error: {e}", file=sys.stderr)
         return 2
     spark = None
-    for stage in STAGES:
+    stages = pipeline_stages(cfg)
+    for stage in stages:
         ctx = make_context(stage, cfg, spark)
         spark = ctx.spark
         run_recorded(ctx, stage_runner(stage))
-    log_event("pipeline", "done", stages=",".join(STAGES))
+    log_event("pipeline", "done", stages=",".join(stages))
     return 0
 
 

@@ -48,6 +48,7 @@ def run(ctx: JobContext) -> None:
     interactions = ctx.read(INTERACTIONS)
     categories = _categories(ctx, item_ids) if cfg.serving.prior == "category" and cfg.serving.fusion_weight > 0 else None
     beam, new_beam = beam_configs(cfg, manifest["model_config"])
+    judge, embeddings = _judge(ctx, item_ids) if cfg.serving.judge_weight else (None, None)
     ctx.counts.update({"decode_children_normalized": float(beam.normalize == "children"), "serving_refit": float(model.onnx_dir_for("serve") != onnx_dir), "items_decodable": len(item_ids), "items_dropped_not_in_catalog": int((~keep).sum()),
                        "items_unseen_in_training": int((~seen).sum()), "items_not_in_export": not_exported,
                        "load_seconds": time.perf_counter() - t0})
@@ -65,7 +66,13 @@ def run(ctx: JobContext) -> None:
         counts = history_item_counts(interactions, cfg.splits, as_of)  # popularity fill of every split, one pass
         for split in cfg.splits:
             hist = histories_df(interactions, split, as_of)
-            inputs = DecodeInputs(popularity_per_item(counts[split], item_ids), beam, cfg.serving, categories, new_beam)
+            popularity = popularity_per_item(counts[split], item_ids)
+            judged = None
+            if judge is not None:  # the judge's popularity aspect: this split's histories, as the fill
+                from genrec_model.align.judge import ItemSide
+
+                judged = (judge, ItemSide.build(embeddings, popularity, codes[:, 0]))
+            inputs = DecodeInputs(popularity, beam, cfg.serving, categories, new_beam, judged)
             split_dir = model.onnx_dir_for(split)  # `serve`: the refit on every event, when trained with one
             fn = make_recommend_fn(f"{version}:{os.path.basename(split_dir)}:{ctx.run_id}", split_dir, item_ids, codes,
                                    model.max_history, cfg.use_gpu, manifest["codebook_version"], inputs, seen)
@@ -97,6 +104,25 @@ def run(ctx: JobContext) -> None:
         log_event("recommend", "written", run_date=run_date, splits=",".join(cfg.splits), rows=result.num_rows,
                   fallback=fallback, seconds=round(seconds, 1), users_per_s=round(result.num_rows / seconds, 1))
         progress.advance(run_date=run_date, users=result.num_rows)
+
+
+def _judge(ctx: JobContext, item_ids: np.ndarray):
+    """The semantic judge of serving.judge_weight and the decodable items' text embeddings."""
+    from genrec_model.align.judge import SemanticJudge
+    from genrec_model.data.schemas import ITEM_EMBEDDINGS
+    from genrec_model.model.artifacts import resolve_version
+    from udfs.sequence_fns import item_content
+
+    root = ctx.cfg.artifact_path("judges")
+    try:
+        version = resolve_version(root, ctx.cfg.recommend.judge_version)
+    except FileNotFoundError as e:
+        raise FileNotFoundError("recommend.serving.judge_weight > 0 needs a judge: run `genrec run judge` first "
+                                "(nothing was written)") from e
+    judge = SemanticJudge.load(os.path.join(root, version))
+    ctx.counts.update({"judge_weight": ctx.cfg.recommend.serving.judge_weight})
+    log_event("recommend", "judge", version=version, weight=ctx.cfg.recommend.serving.judge_weight)
+    return judge, item_content(ctx.read(ITEM_EMBEDDINGS), [str(i) for i in item_ids])
 
 
 def _slots_with(ctx: JobContext, written, item_ids: np.ndarray) -> int:

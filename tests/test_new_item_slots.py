@@ -62,3 +62,21 @@ def test_reserved_slots_hold_the_best_new_items_with_the_models_own_scores(tmp_p
     assert batch.column("recs").to_pylist() == [list(r) for r in want["recs"]]
     assert batch.column("is_fallback").to_pylist() == want["is_fallback"].tolist() == [False, False, True]
     assert batch.column("n_known").to_pylist() == want["n_known"].tolist()
+    # serving.judge_weight re-ranks the decoded candidates by log-prob + weight * judge score: a judge that only
+    # values popularity, weighted heavily, orders each list by popularity (items already seen removed)
+    from genrec_model.align.config import JudgeConfig
+    from genrec_model.align.judge import ASPECTS, ItemSide, SemanticJudge
+
+    pop = rng.permutation(2.0 ** np.arange(len(codes)))
+    side = ItemSide.build(rng.normal(size=(len(codes), 8)), pop, codes[:, 0])
+    bias = np.full(len(ASPECTS), -50.0)
+    bias[ASPECTS.index("popularity")] = 50.0
+    judge = SemanticJudge(np.zeros((10, len(ASPECTS))), bias, np.zeros(len(ASPECTS)), np.ones(len(ASPECTS)),
+                          JudgeConfig())
+    judged = recommend_users(users, dec, DecodeInputs(np.ones(len(codes)), every,
+                                                      ServingConfig(top_k=k, judge_weight=1e6), judge=(judge, side)))
+    for h, recs in zip(users["history"], judged["recs"]):
+        by_pop = [item_ids[i] for i in np.argsort(-pop, kind="stable") if item_ids[i] not in h]
+        assert [r["item_id"] for r in recs] == by_pop[:k]
+    with pytest.raises(ValueError, match="judge"):
+        recommend_users(users, dec, DecodeInputs(np.ones(len(codes)), every, ServingConfig(top_k=k, judge_weight=1.0)))

@@ -44,6 +44,7 @@ class DecodeInputs:
     serving: ServingConfig
     categories: np.ndarray | None = None  # (N,) category code per item index (category prior)
     new_item_beam: BeamSearchConfig | None = None  # search of the new items (serving.new_item_share > 0)
+    judge: tuple | None = None   # (SemanticJudge, ItemSide over the decoder's items) when serving.judge_weight > 0
 
 
 _DECODERS: dict[tuple, Decoder] = {}
@@ -108,7 +109,21 @@ def _recommend(user_histories, dec: Decoder, inputs: DecodeInputs):
             new = (np.full((len(histories), n_new), -1, dtype=np.int64), np.full((len(histories), n_new), -np.inf),
                    dec.is_new)
             new[0][decodable], new[1][decodable] = new_item_candidates(dec, toks, inputs.new_item_beam)
+        if inputs.serving.judge_weight:
+            hist = [recent[n] for n in decodable]
+            scores[decodable] = judge_rescored(inputs, hist, items[decodable], scores[decodable])
+            if new is not None:
+                new[1][decodable] = judge_rescored(inputs, hist, new[0][decodable], new[1][decodable])
     return recommend(items, scores, histories, inputs.popularity, inputs.serving, inputs.categories, new), histories
+
+
+def judge_rescored(inputs: DecodeInputs, histories: list[np.ndarray], items: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Candidate scores (U, C) plus serving.judge_weight * the judge's score of each candidate (-1 slots keep -inf)."""
+    if inputs.judge is None:
+        raise ValueError("serving.judge_weight > 0 needs the judge (DecodeInputs.judge)")
+    judge, side = inputs.judge
+    semantic = judge.score(side, histories, np.maximum(items, 0))
+    return np.where(items >= 0, scores + inputs.serving.judge_weight * semantic, scores)
 
 
 def recommend_users(users: pd.DataFrame, dec: Decoder, inputs: DecodeInputs) -> pd.DataFrame:

@@ -11,7 +11,8 @@ text embeddings (unit vectors) and training popularity:
 Stage 2, a user-conditional aggregation: non-negative aspect weights that sum to 1,
 softmax(features(user) @ W + b), features = the recency-weighted mean history embedding, log history length
 and the history's mean popularity; learned with a pairwise logistic loss (observed next item vs sampled
-popular and same-prefix negatives). `score` is what alignment calls; `evaluate` gives pairwise AUCs on
+popular and same-prefix negatives). `score` (numpy only: decode workers load no torch) is what alignment and the serving re-rank
+(`serving.judge_weight`) call; `evaluate` gives pairwise AUCs on
 held-out next items against random and hard (same-prefix) negatives, per aspect and with uniform weights.
 """
 from __future__ import annotations
@@ -21,8 +22,6 @@ import os
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from genrec_model.align.config import JudgeConfig
 
@@ -179,6 +178,9 @@ def _features(items: ItemSide, histories, cands, cfg: JudgeConfig, chunk: int = 
 def fit_judge(items: ItemSide, histories: list[np.ndarray], positives: np.ndarray, popularity: np.ndarray,
               cfg: JudgeConfig) -> SemanticJudge:
     """Stage 2 on (history, observed next item) pairs from training prefixes."""
+    import torch  # scoring (`SemanticJudge.score`, used by decode workers) is numpy only
+    import torch.nn.functional as F
+
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
     neg = sample_negatives(items, positives, popularity, cfg.negatives_popular, cfg.negatives_similar, rng)

@@ -21,6 +21,10 @@ class ServingConfig:
     # log-prob added to items the model never saw in training before ranking (0 = none): the model never
     # saw them as targets, so it under-scores them as a group; picked on validation
     new_item_boost: float = 0.0
+    # the decoded candidates' scores plus judge_weight * the semantic judge's score (`genrec run judge`) before
+    # ranking: the SFT model's beams re-ranked by the judge (0 = off; chosen on validation with
+    # benchmarks/judge_rerank.py)
+    judge_weight: float = 0.0
 
     @property
     def uses_new_items(self) -> bool:
@@ -29,7 +33,7 @@ class ServingConfig:
 
     def __post_init__(self) -> None:
         if (self.top_k < 1 or not 0.0 <= self.fusion_weight <= 1.0 or not 0.0 < self.category_penalty <= 1.0
-                or not 0.0 <= self.new_item_share <= 1.0):
+                or not 0.0 <= self.new_item_share <= 1.0 or self.judge_weight < 0):
             raise ValueError(f"invalid serving config {self}")
         if self.prior not in ("popularity", "category"):
             raise ValueError(f"prior must be 'popularity' or 'category', got {self.prior!r}")
@@ -39,6 +43,7 @@ class ServingConfig:
 class RecommendConfig:
     model_version: str = ""           # empty = the latest trained (and exported) model
     model_name: str = "genrec"        # value of the `model` column
+    judge_version: str = ""           # the judge of serving.judge_weight; empty = the latest
     beam_width: int = 20
     candidates: int = 20              # decoded items per user before seen-item filtering (<= beam_width)
     users_per_call: int = 32          # users per onnxruntime call (x beam rows); the children-only head needs no
