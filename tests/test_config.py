@@ -208,3 +208,14 @@ def test_prefix_levels_must_fit_the_rqvae_levels():
         CONF / "local.yaml", ["sids.prefix_levels=4"])
     assert load_config(CONF / "local.yaml", ["sids.prefix_levels=4", "sids.rqvae.n_levels=4"]).sids.prefix_levels == 4
     assert load_config(CONF / "local.yaml", ["sids.prefix_levels=0"]).sids.prefix_levels == 0
+
+
+def test_pipeline_runs_the_judge_only_when_lists_are_reranked_by_it():
+    from jobs.pipeline import pipeline_stages
+    from jobs.stages import STAGES
+
+    beauty = load_config(CONF / "beauty.yaml")
+    assert beauty.recommend.serving.judge_weight > 0
+    stages = pipeline_stages(beauty)
+    assert stages.index("judge") < stages.index("export") and [s for s in stages if s != "judge"] == STAGES
+    assert pipeline_stages(load_config(CONF / "local.yaml")) == STAGES
