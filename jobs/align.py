@@ -92,7 +92,7 @@ def run(ctx: JobContext) -> None:
     save_model(root, version, policy, bundle.vocab, bundle.item_ids, codes, manifest, serving)
     ctx.counts.update({"pairs": len(targets), "steps": res.steps, "best_step": res.best_step,
                        "align_seconds": res.seconds, "judged_groups": int(sum(h["judged_groups"] for h in hist)),
-                       "mean_sign_agreement": summary["mean_sign_agreement"], "mean_lambda": summary["mean_lambda"],
+                       **{k: summary[k] for k in ("mean_sign_agreement", "mean_lambda") if summary[k] is not None},
                        **{f"sft_valid_{k}": v for k, v in res.sft_metrics.items()},
                        **{f"valid_{k}": v for k, v in res.best_metrics.items()}})
     if res.best_step == 0:
