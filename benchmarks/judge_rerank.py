@@ -5,8 +5,8 @@ settings), scores every candidate with the judge (`recommend.judge_version`, emp
 `recommend.serving.judge_weight` does in the job (`udfs/recommend_fns.judge_rescored`), and prints Recall/NDCG@k per alpha on both splits
 (alpha is chosen on validation), with a PNG of the curve.
 
-    python benchmarks/judge_rerank.py --conf conf/beauty.yaml --alphas 0 0.1 0.2 0.5 1 2 \
-        recommend.model_version=m-...   (the SFT model)
+    python benchmarks/judge_rerank.py --conf conf/beauty.yaml recommend.model_version=m-... --alphas 0 0.5 1 1.5 2
+    (config overrides before --alphas; recommend.model_version: the SFT model)
 """
 from __future__ import annotations
 
