@@ -146,7 +146,7 @@ def test_dataset_configs_share_the_frozen_beauty_recipe(name):
     assert (m.n_layer, m.n_head, m.d_model, m.d_ff) == (2, 4, 128, 512)
     assert (t.lr, t.batch_size, t.epochs, t.patience) == (0.002, 128, 16, 5)
     assert cfg.sids.rqvae.codebook_size == 256 and cfg.sids.rqvae.n_levels == 3
-    assert (cfg.recommend.beam_width, cfg.recommend.candidates) == (50, 50)
+    assert (cfg.recommend.beam_width, cfg.recommend.candidates) == (100, 100)
     assert (cfg.recommend.serving.top_k, cfg.recommend.serving.filter_seen) == (20, True)
     assert cfg.baselines.models == ["popularity", "sasrec", "content_knn"] and cfg.baselines.sasrec.dropout == 0.2
     assert cfg.baselines.sasrec.max_len == 50  # RecBole's SASRec-CE (issue #13)
