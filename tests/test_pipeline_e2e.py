@@ -199,16 +199,20 @@ def test_align_stage_writes_an_aligned_version_that_exports(pipeline, spark):
     sft = read_model(models).version
     over = [*_overrides(cfg), "align.policy.steps=4", "align.policy.valid_every=2", "align.policy.users_per_step=8",
             "align.policy.group_size=4", "align.policy.judge_share=1.0"]
-    ctx = _run(load_config(REPO / "conf" / "local.yaml", over), spark, "align")
-    aligned = read_model(models)
-    assert aligned.version != sft and aligned.manifest["aligned_from"] == sft
-    assert ctx.counts["steps"] == 4 and ctx.counts["judged_groups"] == 4 * 8
-    assert ctx.counts["best_step"] in (0, 2, 4) and 0 <= ctx.counts["mean_sign_agreement"] <= 1
-    assert [v["step"] for v in aligned.manifest["align"]["validation"]] == [0, 2, 4]
-    assert sft_model_version(models, "") == sft  # never stacks alignments silently
-    export = _run(load_config(REPO / "conf" / "local.yaml", _overrides(cfg)), spark, "export")
-    assert export.counts["onnx.parity_max_abs_diff"] <= 1e-4
-    publish_latest(models, sft)  # the tests after this one run on the SFT model
+    try:
+        ctx = _run(load_config(REPO / "conf" / "local.yaml", over), spark, "align")
+        aligned = read_model(models)
+        assert aligned.version != sft and aligned.manifest["aligned_from"] == sft
+        assert ctx.counts["steps"] == 4 and ctx.counts["judged_groups"] == 4 * 8
+        assert ctx.counts["best_step"] in (0, 2, 4)
+        # defined only when some judged group found the observed item (the business advantage is 0 elsewhere)
+        assert 0 <= ctx.counts.get("mean_sign_agreement", 0.5) <= 1
+        assert [v["step"] for v in aligned.manifest["align"]["validation"]] == [0, 2, 4]
+        assert sft_model_version(models, "") == sft  # never stacks alignments silently
+        export = _run(load_config(REPO / "conf" / "local.yaml", _overrides(cfg)), spark, "export")
+        assert export.counts["onnx.parity_max_abs_diff"] <= 1e-4
+    finally:
+        publish_latest(models, sft)  # the tests after this one run on the SFT model
 
 
 def test_retrain_new_codebook_then_recommend_refuses(pipeline, spark):
