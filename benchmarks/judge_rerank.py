@@ -23,25 +23,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from genrec_model.align.judge import ItemSide, SemanticJudge  # noqa: E402
 from genrec_model.config import load_config  # noqa: E402
-from genrec_model.data.splits import split_sequence  # noqa: E402
 from genrec_model.decode.beam_search import decode  # noqa: E402
 from genrec_model.evaluation.metrics import recall_ndcg_at_k  # noqa: E402
-from genrec_model.model.artifacts import read_export, read_export_items, read_model, resolve_version  # noqa: E402
+from genrec_model.model.artifacts import resolve_version  # noqa: E402
 from genrec_model.model.sid_vocab import history_tokens  # noqa: E402
 from genrec_model.serve.serving import recommend  # noqa: E402
-from udfs.recommend_fns import DecodeInputs, beam_configs, build_decoder, judge_rescored  # noqa: E402
-
-
-def split_examples(inter: pd.DataFrame, index: pd.Series, max_history: int):
-    """Per split ("valid", "test"): (histories, targets) as item indices of the export."""
-    out = {"valid": ([], []), "test": ([], [])}
-    for _, g in inter.groupby("user_id", sort=True):
-        _, valid, test = split_sequence(index[g["item_id"]].to_numpy(), max_history)
-        for name, ex in (("valid", valid), ("test", test)):
-            if ex is not None and len(ex.history):
-                out[name][0].append(ex.history)
-                out[name][1].append(ex.target)
-    return {k: (h, np.asarray(t)) for k, (h, t) in out.items()}
+from udfs.recommend_fns import DecodeInputs, beam_configs, judge_rescored  # noqa: E402
+from benchmarks.exported import exported_decoder, heldout_examples  # noqa: E402
 
 
 def main() -> None:
@@ -54,17 +42,11 @@ def main() -> None:
     args = ap.parse_args()
     cfg = load_config(args.conf, args.overrides)
     rc = cfg.recommend
-    model = read_model(cfg.artifact_path("models"), rc.model_version)
-    onnx_dir = model.onnx_dir_for("test")
-    ids, codes, seen = read_export_items(onnx_dir)
-    dec = build_decoder(onnx_dir, ids, codes, model.max_history, 1, False, read_export(onnx_dir)["codebook_version"], seen)
-    index = pd.Series(np.arange(len(ids)), index=ids)
+    model, dec, ids, codes, seen = exported_decoder(cfg, "test")
+    splits = heldout_examples(cfg, ids, model.max_history)
     lake = cfg.lakehouse_root()
-    inter = DeltaTable(os.path.join(lake, "interactions")).to_pandas()
-    inter = inter[inter["item_id"].isin(index.index)].sort_values(["user_id", "seq_pos"])
-    splits = split_examples(inter, index, model.max_history)
     emb = DeltaTable(os.path.join(lake, "item_embeddings")).to_pandas().set_index("item_id")["embedding"]
-    embeddings = np.stack([np.asarray(emb[i], dtype=np.float32) for i in ids])
+    items = ItemSide.build(np.stack([np.asarray(emb[i], dtype=np.float32) for i in ids]), np.zeros(len(ids)), codes[:, 0])
     judges = cfg.artifact_path("judges")
     judge_version = resolve_version(judges, rc.judge_version)
     judge = SemanticJudge.load(os.path.join(judges, judge_version))
@@ -77,7 +59,7 @@ def main() -> None:
         items, scores = decode(dec.step_model, dec.trie, dec.level_starts, toks, beam)
         popularity = np.bincount(np.concatenate(hist), minlength=len(ids)).astype(float)
         # as the recommend job: the judge's popularity aspect from this split's histories
-        side = ItemSide.build(embeddings, popularity, codes[:, 0])
+        side = items.with_popularity(popularity)
         for a in args.alphas:
             serving = replace(rc.serving, top_k=args.k, judge_weight=a)
             inputs = DecodeInputs(popularity, beam, serving, judge=(judge, side))

@@ -15,19 +15,18 @@ from dataclasses import replace
 
 import numpy as np
 import pandas as pd
-from deltalake import DeltaTable
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from genrec_model.config import load_config  # noqa: E402
-from genrec_model.data.splits import cold_item_mask, split_sequence  # noqa: E402
+from genrec_model.data.splits import cold_item_mask  # noqa: E402
 from genrec_model.decode.beam_search import decode  # noqa: E402
 from genrec_model.decode.config import BeamSearchConfig  # noqa: E402
 from genrec_model.evaluation.metrics import recall_ndcg_at_k  # noqa: E402
-from genrec_model.model.artifacts import read_export, read_export_items, read_model  # noqa: E402
 from genrec_model.model.sid_vocab import history_tokens  # noqa: E402
 from genrec_model.serve.serving import recommend  # noqa: E402
-from udfs.recommend_fns import beam_configs, build_decoder, new_item_candidates  # noqa: E402
+from udfs.recommend_fns import beam_configs, new_item_candidates  # noqa: E402
+from benchmarks.exported import exported_decoder, heldout_examples  # noqa: E402
 
 
 def main() -> None:
@@ -39,20 +38,8 @@ def main() -> None:
     args = ap.parse_args()
     cfg = load_config(args.conf, args.overrides)
     rc = cfg.recommend
-    model = read_model(cfg.artifact_path("models"), rc.model_version)
-    onnx_dir = model.onnx_dir_for("valid")
-    ids, codes, seen = read_export_items(onnx_dir)
-    dec = build_decoder(onnx_dir, ids, codes, model.max_history, 1, False, read_export(onnx_dir)["codebook_version"], seen)
-    index = pd.Series(np.arange(len(ids)), index=ids)
-    inter = DeltaTable(os.path.join(cfg.lakehouse_root(), "interactions")).to_pandas()
-    inter = inter[inter["item_id"].isin(index.index)].sort_values(["user_id", "seq_pos"])
-    hist, targets = [], []
-    for _, g in inter.groupby("user_id", sort=True):
-        _, valid, _ = split_sequence(index[g["item_id"]].to_numpy(), model.max_history)
-        if valid is not None and len(valid.history):
-            hist.append(valid.history)
-            targets.append(valid.target)
-    targets = np.asarray(targets)
+    model, dec, ids, codes, seen = exported_decoder(cfg, "valid")
+    hist, targets = heldout_examples(cfg, ids, model.max_history, splits=("valid",))["valid"]
     cold = cold_item_mask(ids, cfg.data.cold_item_share, cfg.data.cold_seed)
     seg = {"all": np.ones(len(targets), bool), "warm": ~cold[targets], "cold": cold[targets]}
     print(f"validation users {len(targets)} (cold {seg['cold'].sum()}), items {len(ids)}, "

@@ -48,7 +48,7 @@ def run(ctx: JobContext) -> None:
     interactions = ctx.read(INTERACTIONS)
     categories = _categories(ctx, item_ids) if cfg.serving.prior == "category" and cfg.serving.fusion_weight > 0 else None
     beam, new_beam = beam_configs(cfg, manifest["model_config"])
-    judge, embeddings = _judge(ctx, item_ids) if cfg.serving.judge_weight else (None, None)
+    judge, judge_items = _judge(ctx, item_ids, codes) if cfg.serving.judge_weight else (None, None)
     ctx.counts.update({"decode_children_normalized": float(beam.normalize == "children"), "serving_refit": float(model.onnx_dir_for("serve") != onnx_dir), "items_decodable": len(item_ids), "items_dropped_not_in_catalog": int((~keep).sum()),
                        "items_unseen_in_training": int((~seen).sum()), "items_not_in_export": not_exported,
                        "load_seconds": time.perf_counter() - t0})
@@ -69,9 +69,7 @@ def run(ctx: JobContext) -> None:
             popularity = popularity_per_item(counts[split], item_ids)
             judged = None
             if judge is not None:  # the judge's popularity aspect: this split's histories, as the fill
-                from genrec_model.align.judge import ItemSide
-
-                judged = (judge, ItemSide.build(embeddings, popularity, codes[:, 0]))
+                judged = (judge, judge_items.with_popularity(popularity))
             inputs = DecodeInputs(popularity, beam, cfg.serving, categories, new_beam, judged)
             split_dir = model.onnx_dir_for(split)  # `serve`: the refit on every event, when trained with one
             fn = make_recommend_fn(f"{version}:{os.path.basename(split_dir)}:{ctx.run_id}", split_dir, item_ids, codes,
@@ -106,9 +104,9 @@ def run(ctx: JobContext) -> None:
         progress.advance(run_date=run_date, users=result.num_rows)
 
 
-def _judge(ctx: JobContext, item_ids: np.ndarray):
-    """The semantic judge of serving.judge_weight and the decodable items' text embeddings."""
-    from genrec_model.align.judge import SemanticJudge
+def _judge(ctx: JobContext, item_ids: np.ndarray, codes: np.ndarray):
+    """The semantic judge of serving.judge_weight and its view of the decodable items (popularity set per split)."""
+    from genrec_model.align.judge import ItemSide, SemanticJudge
     from genrec_model.data.schemas import ITEM_EMBEDDINGS
     from genrec_model.model.artifacts import resolve_version
     from udfs.sequence_fns import item_content
@@ -122,7 +120,8 @@ def _judge(ctx: JobContext, item_ids: np.ndarray):
     judge = SemanticJudge.load(os.path.join(root, version))
     ctx.counts.update({"judge_weight": ctx.cfg.recommend.serving.judge_weight})
     log_event("recommend", "judge", version=version, weight=ctx.cfg.recommend.serving.judge_weight)
-    return judge, item_content(ctx.read(ITEM_EMBEDDINGS), [str(i) for i in item_ids])
+    embeddings = item_content(ctx.read(ITEM_EMBEDDINGS), [str(i) for i in item_ids])
+    return judge, ItemSide.build(embeddings, np.zeros(len(item_ids)), codes[:, 0])
 
 
 def _slots_with(ctx: JobContext, written, item_ids: np.ndarray) -> int:

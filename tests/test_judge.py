@@ -17,6 +17,9 @@ def test_evidence_by_hand():
     np.testing.assert_allclose(ev[0, 0, :4], [c / 3 + 2 * c / 3, c, c, 1 - c], atol=1e-6)  # item 2: cos .707 with both
     np.testing.assert_allclose(ev[0, 1, :4], [c / 3 - 2 * c / 3, -c, c, 1 - c], atol=1e-6)  # item 3: +.707 / -.707
     assert ev[0, 1, 4] > ev[0, 0, 4]  # more popular
+    other = items.with_popularity(np.array([100, 10, 1, 0]))  # one recommend split's counts, same items
+    np.testing.assert_array_equal(other.log_pop, ItemSide.build(emb, np.array([100, 10, 1, 0]), items.prefix).log_pop)
+    assert other.unit is items.unit and other.log_pop[0] > other.log_pop[3]
     assert ASPECTS == ("profile", "context", "closest", "novelty", "popularity")
 
 

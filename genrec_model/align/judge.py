@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -41,9 +41,11 @@ class ItemSide:
     def build(embeddings: np.ndarray, popularity: np.ndarray, prefix: np.ndarray) -> "ItemSide":
         e = np.asarray(embeddings, dtype=np.float32)
         unit = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
-        lp = np.log1p(np.asarray(popularity, dtype=np.float64))
-        lp = ((lp - lp.mean()) / max(lp.std(), 1e-12)).astype(np.float32)
-        return ItemSide(unit, lp, np.asarray(prefix, dtype=np.int64))
+        return ItemSide(unit, _standard_log(popularity), np.asarray(prefix, dtype=np.int64))
+
+    def with_popularity(self, popularity: np.ndarray) -> "ItemSide":
+        """The same items under other popularity counts (e.g. one recommend split's histories)."""
+        return replace(self, log_pop=_standard_log(popularity))
 
     @staticmethod
     def from_training(embeddings: np.ndarray, train_prefixes: list[np.ndarray], codes: np.ndarray):
@@ -53,6 +55,11 @@ class ItemSide:
         popularity = np.bincount(np.concatenate(counts) if counts else np.zeros(0, np.int64),
                                  minlength=len(codes)).astype(np.float64)
         return ItemSide.build(embeddings, popularity, prefix=np.asarray(codes)[:, 0]), popularity
+
+
+def _standard_log(popularity: np.ndarray) -> np.ndarray:
+    lp = np.log1p(np.asarray(popularity, dtype=np.float64))
+    return ((lp - lp.mean()) / max(lp.std(), 1e-12)).astype(np.float32)
 
 
 def pad_histories(histories: list[np.ndarray], max_history: int) -> tuple[np.ndarray, np.ndarray]:
