@@ -2,8 +2,10 @@
 
     spark-submit jobs/train.py --conf conf/beauty.yaml [train.trainer.max_minutes=60]
 
-Per-user time-ordered histories are built in Spark and written as Parquet shards next to the
-model; the trainer (driver, CUDA when present) streams them. Leave-one-out as TIGER/P5.
+Per-user time-ordered histories are built in Spark and written as Parquet shards next to the model
+(one per training process). With train.distributed.num_processes = 1 the driver reads them and trains
+(CUDA when present); with more, pyspark's TorchDistributor runs that many DDP ranks, each reading only
+its own shard, and the driver holds no per-user data. Leave-one-out as TIGER/P5.
 """
 from __future__ import annotations
 
@@ -23,9 +25,8 @@ from jobs.common import JobContext, log_event, main_for
 def run(ctx: JobContext) -> None:
     from genrec_model.catalog.sid_codes import level_sizes_of
     from genrec_model.data.splits import cold_item_mask
-    from genrec_model.model.fit import fit_generator
     from genrec_model.model.model_store import save_model
-    from udfs.sequence_fns import issued_codes, item_content, item_table, user_sequences
+    from udfs.sequence_fns import issued_codes, item_content, item_table, write_history_shards
 
     cfg = ctx.cfg.train
     catalog_items = item_table(ctx.read(ITEM_SIDS), ctx.read(CATALOG))
@@ -38,29 +39,56 @@ def run(ctx: JobContext) -> None:
     codes = all_codes[~cold]
     version = f"m-{dt.datetime.now(dt.timezone.utc):%Y%m%d%H%M%S}-{stable_hash(to_dict(cfg), 6)}"
     out_dir = ctx.cfg.artifact_path("models", version)
-    sequences = user_sequences(ctx.spark, ctx.read(INTERACTIONS), items, os.path.join(out_dir, "train_shards"))
+    shard_dir = os.path.join(out_dir, "train_shards")
+    processes = cfg.distributed.num_processes
+    counts = write_history_shards(ctx.spark, ctx.read(INTERACTIONS), items, shard_dir, shards=processes)
     content = (item_content(ctx.read(ITEM_EMBEDDINGS), items["item_id"].tolist())
                if cfg.item_representation == "content" else None)
-    log_event("train", "data", users=len(sequences), items=len(items), cold_items_withheld=int(cold.sum()),
-              level_sizes=level_sizes, events=int(sum(len(s) for s in sequences)), items_from=cfg.item_representation)
-    fitted = fit_generator(sequences, codes, level_sizes, items["title"].fillna("").tolist(), cfg, out_dir, content)
+    log_event("train", "data", users=counts["users"], items=len(items), cold_items_withheld=int(cold.sum()),
+              level_sizes=level_sizes, events=counts["events"], items_from=cfg.item_representation,
+              processes=processes)
+    fitted = _fit(ctx, shard_dir, codes, level_sizes, items["title"].fillna("").tolist(), out_dir, content)
     res = fitted.result
     manifest = {"codebook_version": items["codebook_version"].iloc[0], "level_sizes": level_sizes,
                 "words": fitted.words, "fit_config": to_dict(cfg), "config_hash": ctx.cfg.config_hash(),
                 "best_epoch": res.best_epoch, "valid": res.best_metrics, "train_minutes": res.minutes, "precision": res.precision,
                 "stopped": res.stopped, "history": res.history, "dataset": ctx.cfg.data.dataset,
+                "train_processes": res.processes,
                 "item_representation": cfg.item_representation, "cold_items_withheld": int(cold.sum()),
                 "serving_refit": None if fitted.serving_result is None else {
                     "epochs": fitted.serving_result.best_epoch + 1, "minutes": fitted.serving_result.minutes},
                 "run_id": ctx.run_id}
     save_model(ctx.cfg.artifact_path("models"), version, fitted.model, fitted.vocab,
                items["item_id"].to_numpy(), codes, manifest, fitted.serving_model)
-    ctx.counts.update({"users": len(sequences), "items": len(items), "cold_items_withheld": int(cold.sum()),
+    ctx.counts.update({"users": counts["users"], "events": counts["events"], "items": len(items),
+                       "cold_items_withheld": int(cold.sum()), "train_processes": res.processes,
                        "params": fitted.model.num_params(), "bf16": float(res.precision == "bf16"),
                        "train_minutes": res.minutes, "best_epoch": res.best_epoch,
                        "train_tokens_per_s": res.tokens / max(res.train_seconds, 1e-9),
+                       "train_samples_per_s_per_process": res.samples / res.processes / max(res.train_seconds, 1e-9),
                        **{f"valid_{k}": v for k, v in res.best_metrics.items()}})
     log_event("train", "model", version=version, path=out_dir, valid=json.dumps(res.best_metrics))
+
+
+def _fit(ctx: JobContext, shard_dir: str, codes, level_sizes, titles, out_dir, content):
+    """fit_generator in the driver (one process) or on `num_processes` TorchDistributor ranks."""
+    from genrec_model.data.history_shards import read_history_shards
+    from genrec_model.model.distributed import load_fitted, rank_fit
+    from genrec_model.model.fit import fit_generator
+
+    cfg = ctx.cfg.train
+    dcfg = cfg.distributed
+    if dcfg.num_processes == 1:
+        _, sequences = read_history_shards(shard_dir)
+        return fit_generator(sequences, codes, level_sizes, titles, cfg, out_dir, content)
+    from pyspark.ml.torch.distributor import TorchDistributor
+
+    log_event("train", "distributed", processes=dcfg.num_processes, local_mode=dcfg.local_mode,
+              use_gpu=dcfg.use_gpu, batch_per_process=cfg.trainer.batch_size // dcfg.num_processes)
+    distributor = TorchDistributor(num_processes=dcfg.num_processes, local_mode=dcfg.local_mode,
+                                   use_gpu=dcfg.use_gpu)
+    path = distributor.run(rank_fit, shard_dir, codes, level_sizes, titles, cfg, out_dir, content, dcfg.use_gpu)
+    return load_fitted(path)
 
 
 def _codebook_size(ctx: JobContext, items: pd.DataFrame) -> int:

@@ -215,6 +215,35 @@ def test_align_stage_writes_an_aligned_version_that_exports(pipeline, spark):
         publish_latest(models, sft)  # the tests after this one run on the SFT model
 
 
+def test_train_on_two_torch_distributor_ranks(pipeline, spark):
+    """train.distributed.num_processes=2: TorchDistributor runs two DDP ranks, each on its own history shard;
+    same data counted, a model saved the same way (rank 0 alone writes), and it exports."""
+    from genrec_model.model.artifacts import publish_latest, read_model
+
+    cfg, ctx = pipeline
+    if cfg.lakehouse.delta_mode != BACKENDS[0]:
+        pytest.skip("training reads no Delta table directly: one backend is enough")
+    models = cfg.artifact_path("models")
+    single = read_model(models)
+    try:
+        dist = _run(load_config(REPO / "conf" / "local.yaml", [*_overrides(cfg), "train.distributed.num_processes=2"]),
+                    spark, "train")
+        model = read_model(models)
+        assert model.version != single.version and model.manifest["train_processes"] == 2
+        assert dist.counts["train_processes"] == 2 and dist.counts["train_samples_per_s_per_process"] > 0
+        for key in ("users", "events", "items"):
+            assert dist.counts[key] == ctx["train"].counts[key], key
+        assert 0.0 <= dist.counts["valid_recall@10"] <= 1.0
+        files = set(os.listdir(os.path.join(models, model.version)))
+        assert {"best.pt", "history.json"} <= files and "_fitted_rank0.pt" not in files
+        shards = sorted(os.listdir(os.path.join(models, model.version, "train_shards")))
+        assert [s for s in shards if s.startswith("shard=")] == ["shard=0", "shard=1"]
+        export = _run(load_config(REPO / "conf" / "local.yaml", _overrides(cfg)), spark, "export")
+        assert export.counts["onnx.parity_max_abs_diff"] <= 1e-4
+    finally:
+        publish_latest(models, single.version)  # the tests after this one run on the single-process model
+
+
 def test_retrain_new_codebook_then_recommend_refuses(pipeline, spark):
     """Runs last: a codebook retrain makes the trained model stale; recommend must write nothing."""
     cfg, ctx = pipeline

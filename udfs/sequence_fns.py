@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pyarrow.dataset as pads
 
 
 def item_table(item_sids, catalog) -> pd.DataFrame:
@@ -35,19 +34,31 @@ def item_content(item_embeddings, item_ids) -> np.ndarray:
     return np.stack([np.asarray(emb[i], dtype=np.float32) for i in item_ids])
 
 
-def user_sequences(spark, interactions, items: pd.DataFrame, shard_dir: str, with_users: bool = False):
-    """Histories as item indices (oldest first), written by Spark as shards, then streamed back.
-    Users sorted by user_id; with_users also returns their ids."""
+def write_history_shards(spark, interactions, items: pd.DataFrame, shard_dir: str, shards: int = 1) -> dict:
+    """Every user's history as item indices (oldest first), written by Spark as `shards` hash shards
+    (layout: genrec_model/data/history_shards.py; a user's events whose item is not in `items` are
+    dropped). Returns the users and events counted in Spark: nothing per user comes to the driver."""
     from pyspark.sql import functions as F
+
+    from genrec_model.data.history_shards import SHARD_COLUMN
 
     index = spark.createDataFrame(pd.DataFrame({"item_id": items["item_id"], "idx": np.arange(len(items))}))
     seqs = (interactions.join(index, on="item_id")
             .groupBy("user_id").agg(F.sort_array(F.collect_list(F.struct("seq_pos", "idx"))).alias("ev"))
-            .select("user_id", F.col("ev.idx").alias("items")))
-    seqs.write.mode("overwrite").parquet(shard_dir)
-    table = pads.dataset(shard_dir, format="parquet").to_table()
-    users = np.asarray(table.column("user_id").to_pylist(), dtype=object)
-    order = np.argsort(users, kind="stable")
-    items_col = table.column("items").to_pylist()
-    sequences = [np.asarray(items_col[i], dtype=np.int64) for i in order]
-    return (list(users[order]), sequences) if with_users else sequences
+            .select("user_id", F.col("ev.idx").cast("array<bigint>").alias("items"),
+                    F.pmod(F.xxhash64("user_id"), F.lit(shards)).cast("int").alias(SHARD_COLUMN)))
+    seqs.repartition(shards, SHARD_COLUMN).write.mode("overwrite").partitionBy(SHARD_COLUMN).parquet(shard_dir)
+    row = (spark.read.parquet(shard_dir).agg(F.count(F.lit(1)).alias("users"),
+                                             F.coalesce(F.sum(F.size("items")), F.lit(0)).alias("events"))
+           .first())
+    return {"users": int(row["users"]), "events": int(row["events"])}
+
+
+def user_sequences(spark, interactions, items: pd.DataFrame, shard_dir: str, with_users: bool = False):
+    """Every user's history as item indices (oldest first) on the driver, users sorted by user_id (with_users
+    also returns their ids): the single-process path. Distributed training reads shards per rank instead."""
+    from genrec_model.data.history_shards import read_history_shards
+
+    write_history_shards(spark, interactions, items, shard_dir)
+    users, sequences = read_history_shards(shard_dir)
+    return (users, sequences) if with_users else sequences

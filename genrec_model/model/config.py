@@ -90,6 +90,20 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class DistributedConfig:
+    """Training processes (`jobs/train.py`). 1: the model trains in the driver process. > 1: pyspark's
+    TorchDistributor runs that many data-parallel ranks (torchrun, DistributedDataParallel), each reading
+    only its own shard of the histories; the global batch (trainer.batch_size) is split evenly over them."""
+    num_processes: int = 1
+    local_mode: bool = True  # ranks as processes on the driver's machine; False = Spark barrier tasks on executors
+    use_gpu: bool = False  # one GPU per rank (nccl); otherwise gloo on CPU
+
+    def __post_init__(self) -> None:
+        if self.num_processes < 1:
+            raise ValueError(f"train.distributed.num_processes must be >= 1, got {self.num_processes}")
+
+
+@dataclass(frozen=True)
 class FitConfig:
     model: SeqModelConfig = field(default_factory=SeqModelConfig)
     data: SeqDataConfig = field(default_factory=SeqDataConfig)
@@ -100,9 +114,15 @@ class FitConfig:
     # After model selection, refit on every event (no held-out items) for the chosen number of epochs:
     # that model serves the `serve` split; test/valid lists keep coming from the selected model.
     refit_for_serving: bool = False
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     valid_users: int = 1000           # validation users sampled for Recall@10 each epoch
     valid_beam: int = 20
     valid_seed: int = 123
+
+    def __post_init__(self) -> None:
+        if self.trainer.batch_size % self.distributed.num_processes:
+            raise ValueError(f"train.trainer.batch_size={self.trainer.batch_size} must be a multiple of "
+                             f"train.distributed.num_processes={self.distributed.num_processes}")
 
 
 @dataclass(frozen=True)

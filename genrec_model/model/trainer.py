@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from genrec_model.model.config import TrainConfig
+from genrec_model.model.distributed import SINGLE, Ranks
 from genrec_model.model.hardware import pick_device, use_bf16
 from genrec_model.model.seq_model import SeqModel
 from genrec_model.model.train_data import TokenSequences, collate
@@ -31,8 +32,10 @@ class TrainResult:
     minutes: float = 0.0
     precision: str = "fp32"  # what autocast really ran (bf16 only where native)
     stopped: str = ""
-    tokens: int = 0  # input tokens trained on (all epochs)
+    tokens: int = 0  # input tokens trained on (all epochs, all processes)
+    samples: int = 0  # training sequences (all epochs, all processes)
     train_seconds: float = 0.0  # optimisation steps only (no validation)
+    processes: int = 1  # data-parallel processes (distributed.Ranks.world)
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
@@ -148,6 +151,19 @@ def target_logprobs(model: SeqModel, hs: torch.Tensor, ys: torch.Tensor, groups:
     return out
 
 
+class _Loss(torch.nn.Module):
+    """`sequence_loss` as a module's forward: what DistributedDataParallel wraps (its gradient hooks
+    fire for parameters used in forward)."""
+
+    def __init__(self, model: SeqModel, label_smoothing: float, groups, siblings) -> None:
+        super().__init__()
+        self.model = model
+        self.label_smoothing, self.groups, self.siblings = label_smoothing, groups, siblings
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return sequence_loss(self.model, x, y, w, self.label_smoothing, self.groups, self.siblings)
+
+
 def _save_curves(history: list[dict], path: str) -> None:
     import matplotlib
 
@@ -174,25 +190,37 @@ def train(
     softmax_groups: tuple[int, ...] | None = None,
     stop_after: int | None = None,
     siblings: np.ndarray | None = None,
+    ranks: Ranks = SINGLE,
 ) -> TrainResult:
     """Train in place; on return `model` holds the best (by `cfg.monitor`) weights.
 
     validate=None with stop_after=N: a refit with the epoch count chosen earlier on validation; it runs
-    N epochs of the same learning-rate schedule (planned over cfg.epochs) and keeps the last weights."""
+    N epochs of the same learning-rate schedule (planned over cfg.epochs) and keeps the last weights.
+
+    ranks: data-parallel training (distributed.py): each process passes its own share in `epoch_data` and
+    trains on cfg.batch_size / world sequences per step with gradients averaged (DDP), so the global batch
+    and the schedule stay those of one process; steps per epoch are the fewest any rank has; `validate`
+    must return metrics already reduced over ranks (fit.validator does); only rank 0 writes files."""
     if validate is None and not stop_after:
         raise ValueError("training without validation needs stop_after (the epochs chosen on validation)")
-    torch.manual_seed(cfg.seed)
+    if cfg.batch_size % ranks.world:
+        raise ValueError(f"train.trainer.batch_size={cfg.batch_size} must be a multiple of the {ranks.world} "
+                         "training processes (the global batch is split evenly)")
+    batch_size = cfg.batch_size // ranks.world
+    torch.manual_seed(cfg.seed + ranks.rank)  # dropout differs per rank; the weights come from the caller
     torch.set_num_threads(cfg.threads)
-    rng = np.random.default_rng(cfg.seed)
+    rng = np.random.default_rng(cfg.seed + ranks.rank)
     device = pick_device(cfg.device)
     bf16 = use_bf16(cfg.bf16, device, "train")
     model.to(device)
     opt = make_optimizer(model, cfg)
     t0 = time.time()
-    result = TrainResult(precision="bf16" if bf16 else "fp32")
+    result = TrainResult(precision="bf16" if bf16 else "fp32", processes=ranks.world)
     best_state, best_val, bad = None, None, 0
     data = epoch_data(0)
-    steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
+    steps_per_epoch = ranks.min_int(math.ceil(len(data) / batch_size))
+    if steps_per_epoch == 0:
+        raise ValueError(f"rank {ranks.rank} of {ranks.world} has no training sequences")
     total = steps_per_epoch * cfg.epochs
     groups = None
     if cfg.group_softmax and softmax_groups is not None:
@@ -201,14 +229,23 @@ def train(
         if groups is None:
             raise ValueError("a prefix-normalized item level (siblings) needs the per-level softmax groups")
         siblings = torch.as_tensor(siblings, dtype=torch.long, device=device)
+    loss_fn = _Loss(model, cfg.label_smoothing, groups, siblings)
+    if ranks.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # find_unused_parameters: model variants (content encoders, untied heads) may leave a parameter out
+        # of a step's graph; the extra graph traversal is small next to the step
+        loss_fn = DistributedDataParallel(loss_fn, device_ids=[device] if device.type == "cuda" else None,
+                                          find_unused_parameters=True)
     step = 0
     for epoch in range(cfg.epochs):
         if epoch > 0:
             data = epoch_data(epoch)
-        model.train()
-        batch_list = batches(data, cfg.batch_size, cfg.bucket_batches, rng)
+        loss_fn.train()
+        batch_list = batches(data, batch_size, cfg.bucket_batches, rng)
+        batch_list = batch_list[:ranks.min_int(len(batch_list))]  # every rank takes the same number of steps
         it = batch_list
-        if cfg.progress:
+        if cfg.progress and ranks.is_main:
             from tqdm import tqdm
 
             it = tqdm(batch_list, desc=f"epoch {epoch}", leave=False, mininterval=2.0)
@@ -220,7 +257,7 @@ def train(
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total, cfg)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = sequence_loss(model, x, y, w, cfg.label_smoothing, groups, siblings)
+                loss = loss_fn(x, y, w)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
@@ -230,18 +267,23 @@ def train(
             loss_sum += float(loss.detach()) * x.shape[0]
             n_seq += x.shape[0]
             n_tok += int((x != 0).sum())
-            if cfg.progress:
+            if cfg.progress and ranks.is_main:
                 it.set_postfix(loss=f"{float(loss.detach()):.3f}", tok_s=f"{n_tok / (time.time() - te):.0f}")
-            if (time.time() - t0) / 60 > cfg.max_minutes:
+            # ranks stop together: distributed runs check the time cap at the epoch's end only
+            if not ranks.distributed and (time.time() - t0) / 60 > cfg.max_minutes:
                 timed_out = True
                 break
-        result.tokens += n_tok
         result.train_seconds += time.time() - te
+        loss_sum, n_seq, n_tok = ranks.sum([loss_sum, n_seq, n_tok])
+        result.tokens += int(n_tok)
+        result.samples += int(n_seq)
+        if ranks.distributed:
+            timed_out = ranks.any((time.time() - t0) / 60 > cfg.max_minutes)
         metrics = validate(model) if validate is not None else {}
         row = {"epoch": epoch, "train_loss": loss_sum / max(1, n_seq), **metrics,
                "minutes": (time.time() - t0) / 60}
         result.history.append(row)
-        if cfg.progress:
+        if cfg.progress and ranks.is_main:
             print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
         if validate is None:
             result.best_epoch = epoch
@@ -255,7 +297,7 @@ def train(
             best_val, bad = val, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             result.best_metrics, result.best_epoch = dict(metrics), epoch
-            if out_dir:
+            if out_dir and ranks.is_main:
                 os.makedirs(out_dir, exist_ok=True)
                 torch.save({"model_config": model.cfg.to_dict(), "state_dict": best_state,
                             "train_config": asdict(cfg), "epoch": epoch, "metrics": metrics},
@@ -272,7 +314,7 @@ def train(
     result.minutes = (time.time() - t0) / 60
     if best_state is not None:
         model.load_state_dict(best_state)
-    if out_dir and result.history:
+    if out_dir and result.history and ranks.is_main:
         _save_curves(result.history, os.path.join(out_dir, "curves.png"))
         with open(os.path.join(out_dir, "history.json"), "w") as f:
             json.dump(result.history, f, indent=1)
