@@ -1,6 +1,6 @@
 """How each stage's cost grows with users and items: Beauty resampled, the real jobs, one table.
 
-    python benchmarks/scale_bench.py --conf conf/beauty.yaml --user-scales 1 10 --item-scales 1
+    python benchmarks/scale_bench.py --conf conf/beauty.yaml --user-scales 1 10 --item-scales 1 [-- overrides]
 
 Synthetic data in Beauty's own format (amazon_p5), seeded:
 - users x S: S x 22,363 new user ids, each with the history of a real user drawn at random;
@@ -10,16 +10,19 @@ Per item scale the item stages run once (ingest, embed, sids), then a small mode
 (untimed: it only gives recommend something to decode; training cost is the train job's samples/s per
 process); per user scale: ingest, train data preparation (the history shards the trainer reads) and
 recommend (split serve, every user). Item-side tables and artifacts are copied between user scales.
-Per stage: wall seconds, units/s, cost per unit relative to the smallest scale of that stage, peak RSS of
-the driver's Python process, of the JVM (driver + executors in local mode) and of the Spark Python workers
-(sum over concurrent workers), sampled every 0.2 s from /proc.
+Every stage runs in its own driver process (a fresh Spark session), so memory is that stage's alone.
+Per stage: wall seconds (the stage, not the session start), units/s, cost per unit relative to the
+smallest scale of that stage, peak RSS of the driver's Python process, of the JVM (driver + executors in
+local mode) and of the Spark Python workers (sum over concurrent workers), sampled every 0.2 s from /proc.
 """
 from __future__ import annotations
 
 import argparse
 import html
+import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -30,8 +33,10 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # the decode model for recommend: the shipped architecture, one short epoch (its speed, not its accuracy)
+# (no judge re-rank: `genrec run judge` is its own stage; it cost the Beauty job ~5%, README)
 MODEL_OVERRIDES = ["train.trainer.epochs=1", "train.valid_users=200", "train.trainer.progress=false",
-                   "train.refit_for_serving=false"]
+                   "train.refit_for_serving=false", "recommend.serving.judge_weight=0.0"]
+RESULT = "SCALE_BENCH_RESULT "
 
 
 def read_beauty(path: str) -> tuple[list[list[str]], dict[str, str]]:
@@ -82,8 +87,9 @@ def write_synthetic(src: str, out: str, user_scale: int, item_scale: int, seed: 
 class PeakRss:
     """Peak resident memory (MiB) of this process, its JVM children, and the Python processes under them."""
 
-    def __init__(self, interval: float = 0.2) -> None:
-        self.interval, self.peaks, self._stop = interval, {"driver_py": 0.0, "jvm": 0.0, "py_workers": 0.0}, None
+    def __init__(self, root: int, interval: float = 0.2) -> None:
+        self.root, self.interval = root, interval
+        self.peaks, self._stop = {"driver_py": 0.0, "jvm": 0.0, "py_workers": 0.0}, None
 
     @staticmethod
     def _rss_mib(pid: int) -> float:
@@ -113,7 +119,7 @@ class PeakRss:
         return out
 
     def _sample(self) -> None:
-        me = os.getpid()
+        me = self.root
         tree = self._tree()
         jvms = [p for p, (pp, cmd) in tree.items() if pp == me and "java" in cmd]
         workers, frontier = [], list(jvms)
@@ -147,35 +153,64 @@ class PeakRss:
         self._sample()
 
 
-def main() -> None:
+def run_stage(stage: str, conf: str, overrides: list[str], shard_dir: str) -> None:
+    """Child process: one stage in a fresh Spark session; prints its wall seconds."""
     from genrec_model.config import load_config
     from jobs.common import make_context, run_recorded
     from jobs.stages import stage_runner
     from udfs.session import build_spark
 
+    cfg = load_config(conf, overrides)
+    spark = build_spark(cfg.spark, "scale_bench")
+    t0 = time.perf_counter()
+    if stage == "train_prep":
+        _history_shards(cfg, spark, shard_dir)
+    else:
+        run_recorded(make_context(stage, cfg, spark), stage_runner(stage))
+    wall = time.perf_counter() - t0
+    spark.stop()
+    print(RESULT + json.dumps({"wall_s": wall}), flush=True)
+
+
+def main() -> None:
+    from genrec_model.config import load_config
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--conf", default="conf/beauty.yaml")
     ap.add_argument("--user-scales", type=int, nargs="+", default=[1, 10])
     ap.add_argument("--item-scales", type=int, nargs="+", default=[1])
+    ap.add_argument("--recommend-max-scale", type=int, default=10,
+                    help="user scales above this skip recommend (decoding is per user: 1x and 10x give its slope)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default="", help="scratch folder (default: a temporary one, removed)")
+    ap.add_argument("--stage", default="", help=argparse.SUPPRESS)  # child mode
+    ap.add_argument("--shard-dir", default="", help=argparse.SUPPRESS)
     ap.add_argument("overrides", nargs="*", help="config overrides for every stage, key=value")
     args = ap.parse_args()
+    if args.stage:
+        run_stage(args.stage, args.conf, args.overrides, args.shard_dir)
+        return
     base = load_config(args.conf, args.overrides)
     work = args.work or tempfile.mkdtemp(prefix="scale_bench-")
-    spark = build_spark(base.spark, "scale_bench")
     rows = []
 
-    def timed(stage, scale, units, unit, fn):
-        with PeakRss() as mem:
-            t0 = time.perf_counter()
-            out = fn()
-            wall = time.perf_counter() - t0
-        rows.append({"stage": stage, "scale": scale, "units": units, "unit": unit, "wall_s": wall, **mem.peaks})
+    def child(stage, overrides, shard_dir=""):
+        cmd = [sys.executable, os.path.abspath(__file__), "--conf", args.conf, "--stage", stage,
+               "--shard-dir", shard_dir, "--", *overrides]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        with PeakRss(proc.pid) as mem:
+            out, _ = proc.communicate()
+        if proc.returncode:
+            raise RuntimeError(f"{stage} failed (exit {proc.returncode}): {out[-2000:]}")
+        result = [line for line in out.splitlines() if line.startswith(RESULT)]
+        return json.loads(result[-1][len(RESULT):])["wall_s"], mem.peaks
+
+    def timed(stage, scale, units, unit, overrides, shard_dir=""):
+        wall, peaks = child(stage, overrides, shard_dir)
+        rows.append({"stage": stage, "scale": scale, "units": units, "unit": unit, "wall_s": wall, **peaks})
         print(f"  {stage:<10} {scale:<10} {wall:8.1f} s  {units / wall:10.1f} {unit}/s  "
-              f"driver {mem.peaks['driver_py']:.0f} MiB  jvm {mem.peaks['jvm']:.0f} MiB  "
-              f"workers {mem.peaks['py_workers']:.0f} MiB", flush=True)
-        return out
+              f"driver {peaks['driver_py']:.0f} MiB  jvm {peaks['jvm']:.0f} MiB  "
+              f"workers {peaks['py_workers']:.0f} MiB", flush=True)
 
     try:
         for c in args.item_scales:
@@ -184,34 +219,30 @@ def main() -> None:
                 tag = f"u{s}x-i{c}x"
                 data = os.path.join(work, "data", tag)
                 n = write_synthetic(base.data.path, data, s, c, args.seed)
-                cfg = load_config(args.conf, [*args.overrides, f"data.path={data}", "data.cold_item_share=0.0",
-                                              f"lakehouse.root={os.path.join(work, tag, 'lake')}",
-                                              f"artifacts.root={os.path.join(work, tag, 'art')}",
-                                              "recommend.splits=[serve]", *MODEL_OVERRIDES])
-
-                def run(stage):
-                    run_recorded(make_context(stage, cfg, spark), stage_runner(stage))
-
-                timed("ingest", tag, n["events"], "events", lambda: run("ingest"))
+                over = [*args.overrides, f"data.path={data}", "data.cold_item_share=0.0",
+                        f"lakehouse.root={os.path.join(work, tag, 'lake')}",
+                        f"artifacts.root={os.path.join(work, tag, 'art')}", "recommend.splits=[serve]",
+                        *MODEL_OVERRIDES]
+                timed("ingest", tag, n["events"], "events", over)
                 if item_home is None:
-                    timed("embed", tag, n["items"], "items", lambda: run("embed"))
-                    timed("sids", tag, n["items"], "items", lambda: run("sids"))
-                    run("train")
-                    run("export")
+                    timed("embed", tag, n["items"], "items", over)
+                    timed("sids", tag, n["items"], "items", over)
+                    for stage in ("train", "export"):
+                        child(stage, over)
                     item_home = os.path.join(work, tag)
                 else:  # item-side tables and the model do not depend on users
                     for sub in ("lake/item_embeddings", "lake/item_sids", "art"):
                         shutil.copytree(os.path.join(item_home, sub), os.path.join(work, tag, sub), dirs_exist_ok=True)
-                timed("train_prep", tag, n["events"], "events", lambda: _history_shards(cfg, spark, work, tag))
-                timed("recommend", tag, n["users"], "users", lambda: run("recommend"))
+                timed("train_prep", tag, n["events"], "events", over, os.path.join(work, tag, "shards"))
+                if s <= args.recommend_max_scale:
+                    timed("recommend", tag, n["users"], "users", over)
     finally:
-        spark.stop()
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
     print_table(rows)
 
 
-def _history_shards(cfg, spark, work: str, tag: str) -> None:
+def _history_shards(cfg, spark, shard_dir: str) -> None:
     """The train job's data preparation alone: per-user histories as Parquet shards, counted in Spark."""
     from genrec_model.data.schemas import CATALOG, INTERACTIONS, ITEM_SIDS
     from jobs.common import make_context
@@ -219,8 +250,7 @@ def _history_shards(cfg, spark, work: str, tag: str) -> None:
 
     ctx = make_context("train", cfg, spark)
     items = item_table(ctx.read(ITEM_SIDS), ctx.read(CATALOG))
-    write_history_shards(spark, ctx.read(INTERACTIONS), items, os.path.join(work, tag, "shards"),
-                         shards=cfg.train.distributed.num_processes)
+    write_history_shards(spark, ctx.read(INTERACTIONS), items, shard_dir, shards=cfg.train.distributed.num_processes)
 
 
 def print_table(rows: list[dict]) -> None:
@@ -233,6 +263,20 @@ def print_table(rows: list[dict]) -> None:
         print(f"{r['stage']:<11}{r['scale']:<11}{r['units']:>11,} {r['unit']:<7}{r['wall_s']:>9.1f}"
               f"{r['units'] / r['wall_s']:>11.1f}{cost:>10.2f}{r['driver_py']:>14.0f}{r['jvm']:>9.0f}"
               f"{r['py_workers']:>12.0f}{r['driver_py'] / max(ref['driver_py'], 1e-9):>14.2f}")
+    print_fit(rows)
+
+
+def print_fit(rows: list[dict]) -> None:
+    """wall = fixed + marginal x units, least squares over each stage's scales: what a 100x night costs is
+    the marginal term (per-unit cost at 1x is mostly the stage's fixed start-up on data this small)."""
+    print(f"\n{'stage':<11}{'unit':<7}{'fixed s':>9}{'marginal ms/unit':>18}{'marginal units/s':>18}")
+    for stage in dict.fromkeys(r["stage"] for r in rows):
+        pts = [(r["units"], r["wall_s"]) for r in rows if r["stage"] == stage]
+        if len({u for u, _ in pts}) < 2:
+            continue
+        slope, fixed = np.polyfit([u for u, _ in pts], [w for _, w in pts], 1)
+        unit = next(r["unit"] for r in rows if r["stage"] == stage)
+        print(f"{stage:<11}{unit:<7}{fixed:>9.1f}{slope * 1e3:>18.4f}{1 / slope if slope > 0 else float('inf'):>18.1f}")
 
 
 if __name__ == "__main__":
