@@ -88,8 +88,8 @@ def rank_fit(shard_dir: str, codes, level_sizes: list[int], titles: list[str], c
     ranks = init_from_env(use_gpu)
     path = os.path.join(out_dir, "_fitted_rank0.pt")
     try:
-        if use_gpu:
-            cfg = replace(cfg, trainer=replace(cfg.trainer, device=ranks.device if ranks.device != "cpu" else "auto"))
+        if ranks.device != "cpu":  # this rank's own GPU (init_from_env picked it)
+            cfg = replace(cfg, trainer=replace(cfg.trainer, device=ranks.device))
         _, sequences = read_history_shards(shard_dir, ranks.rank, ranks.world)
         fitted = fit_generator(sequences, codes, level_sizes, titles, cfg, out_dir, item_content, ranks=ranks)
         if ranks.is_main:
