@@ -13,11 +13,15 @@ from jobs.stages import STAGES, stage_runner
 
 
 def pipeline_stages(cfg) -> list[str]:
-    """STAGES, plus the judge before export when the served lists are re-ranked by it."""
-    if not cfg.recommend.serving.judge_weight:
-        return list(STAGES)
-    at = STAGES.index("export")
-    return [*STAGES[:at], "judge", *STAGES[at:]]
+    """STAGES, plus the judge before export when the served lists are re-ranked by it (serving.judge_weight or
+    serving.ranker), and the ranker, fit on the exported model, before recommend (serving.ranker)."""
+    serving = cfg.recommend.serving
+    stages = list(STAGES)
+    if serving.judge_weight or serving.ranker:
+        stages.insert(stages.index("export"), "judge")
+    if serving.ranker:
+        stages.insert(stages.index("recommend"), "ranker")
+    return stages
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,7 @@ def run(ctx: JobContext) -> None:
     from pyspark.sql import functions as F
 
     from genrec_model.data.schemas import run_date_value
-    from genrec_model.model.artifacts import read_export, read_export_items, read_model
+    from genrec_model.model.artifacts import read_export, read_model
     from udfs.recommend_fns import OUT_DDL, DecodeInputs, beam_configs, make_recommend_fn, popularity_per_item
     from udfs.split_fns import histories_df, history_item_counts
 
@@ -39,17 +39,15 @@ def run(ctx: JobContext) -> None:
         raise RuntimeError(
             f"model {version} was trained on codebook {manifest['codebook_version']!r} but item_sids holds "
             f"{in_use}: retrain and export the model on the current SIDs (nothing was written)")
-    export_ids, export_codes, seen = read_export_items(onnx_dir)  # a content model: tonight's catalog at export
-    # tonight's items: in the catalog and coded (item_sids also keeps retired items' reserved SIDs)
-    current = {r[0] for r in sids.join(ctx.read(CATALOG).select("item_id"), on="item_id").select("item_id").collect()}
-    keep = np.isin(export_ids, list(current))
-    item_ids, codes, seen = export_ids[keep], export_codes[keep], seen[keep]
-    not_exported = len(current - set(export_ids))
+    item_ids, codes, seen, dropped, not_exported = decodable_items(ctx, sids, onnx_dir)
     interactions = ctx.read(INTERACTIONS)
     categories = _categories(ctx, item_ids) if cfg.serving.prior == "category" and cfg.serving.fusion_weight > 0 else None
     beam, new_beam = beam_configs(cfg, manifest["model_config"])
-    judge, judge_items = _judge(ctx, item_ids, codes) if cfg.serving.judge_weight else (None, None)
-    ctx.counts.update({"decode_children_normalized": float(beam.normalize == "children"), "serving_refit": float(model.onnx_dir_for("serve") != onnx_dir), "items_decodable": len(item_ids), "items_dropped_not_in_catalog": int((~keep).sum()),
+    ranker = load_ranker(ctx, version, manifest["codebook_version"]) if cfg.serving.ranker else None
+    judge, judge_items = (None, None)
+    if cfg.serving.judge_weight or ranker is not None:
+        judge, judge_items = load_judge(ctx, item_ids, codes, ranker.manifest["judge_version"] if ranker else "")
+    ctx.counts.update({"decode_children_normalized": float(beam.normalize == "children"), "serving_refit": float(model.onnx_dir_for("serve") != onnx_dir), "items_decodable": len(item_ids), "items_dropped_not_in_catalog": dropped,
                        "items_unseen_in_training": int((~seen).sum()), "items_not_in_export": not_exported,
                        "load_seconds": time.perf_counter() - t0})
     if not_exported:
@@ -70,7 +68,7 @@ def run(ctx: JobContext) -> None:
             judged = None
             if judge is not None:  # the judge's popularity aspect: this split's histories, as the fill
                 judged = (judge, judge_items.with_popularity(popularity))
-            inputs = DecodeInputs(popularity, beam, cfg.serving, categories, new_beam, judged)
+            inputs = DecodeInputs(popularity, beam, cfg.serving, categories, new_beam, judged, ranker)
             split_dir = model.onnx_dir_for(split)  # `serve`: the refit on every event, when trained with one
             fn = make_recommend_fn(f"{version}:{os.path.basename(split_dir)}:{ctx.run_id}", split_dir, item_ids, codes,
                                    model.max_history, cfg.use_gpu, manifest["codebook_version"], inputs, seen)
@@ -104,8 +102,20 @@ def run(ctx: JobContext) -> None:
         progress.advance(run_date=run_date, users=result.num_rows)
 
 
-def _judge(ctx: JobContext, item_ids: np.ndarray, codes: np.ndarray):
-    """The semantic judge of serving.judge_weight and its view of the decodable items (popularity set per split)."""
+def decodable_items(ctx: JobContext, sids, onnx_dir: str):
+    """The export's items that are in tonight's catalog and coded (item_sids also keeps retired items' reserved
+    SIDs): (item_ids, codes, seen, dropped: exported but not in the catalog, not_exported: coded after the export)."""
+    from genrec_model.model.artifacts import read_export_items
+
+    export_ids, export_codes, seen = read_export_items(onnx_dir)  # a content model: tonight's catalog at export
+    current = {r[0] for r in sids.join(ctx.read(CATALOG).select("item_id"), on="item_id").select("item_id").collect()}
+    keep = np.isin(export_ids, list(current))
+    return export_ids[keep], export_codes[keep], seen[keep], int((~keep).sum()), len(current - set(export_ids))
+
+
+def load_judge(ctx: JobContext, item_ids: np.ndarray, codes: np.ndarray, version: str = ""):
+    """The semantic judge `version` (empty: recommend.judge_version, else the latest) and its view of the
+    decodable items (popularity set per split)."""
     from genrec_model.align.judge import ItemSide, SemanticJudge
     from genrec_model.data.schemas import ITEM_EMBEDDINGS
     from genrec_model.model.artifacts import resolve_version
@@ -113,15 +123,37 @@ def _judge(ctx: JobContext, item_ids: np.ndarray, codes: np.ndarray):
 
     root = ctx.cfg.artifact_path("judges")
     try:
-        version = resolve_version(root, ctx.cfg.recommend.judge_version)
+        version = resolve_version(root, version or ctx.cfg.recommend.judge_version)
     except FileNotFoundError as e:
-        raise FileNotFoundError("recommend.serving.judge_weight > 0 needs a judge: run `genrec run judge` first "
-                                "(nothing was written)") from e
+        raise FileNotFoundError("recommend.serving.judge_weight > 0 or serving.ranker needs a judge: run "
+                                "`genrec run judge` first (nothing was written)") from e
     judge = SemanticJudge.load(os.path.join(root, version))
     ctx.counts.update({"judge_weight": ctx.cfg.recommend.serving.judge_weight})
-    log_event("recommend", "judge", version=version, weight=ctx.cfg.recommend.serving.judge_weight)
+    log_event(ctx.job, "judge", version=version, weight=ctx.cfg.recommend.serving.judge_weight)
     embeddings = item_content(ctx.read(ITEM_EMBEDDINGS), [str(i) for i in item_ids])
     return judge, ItemSide.build(embeddings, np.zeros(len(item_ids)), codes[:, 0])
+
+
+def load_ranker(ctx: JobContext, model_version: str, codebook_version: str):
+    """The ranker of serving.ranker (recommend.ranker_version, else the latest); refuses one fit for another
+    model or codebook: its log-prob weight is that model's."""
+    from genrec_model.model.artifacts import resolve_version
+    from genrec_model.serve.ranker import Ranker
+
+    root = ctx.cfg.artifact_path("rankers")
+    try:
+        version = resolve_version(root, ctx.cfg.recommend.ranker_version)
+    except FileNotFoundError as e:
+        raise FileNotFoundError("recommend.serving.ranker needs a ranker: run `genrec run ranker` first "
+                                "(nothing was written)") from e
+    ranker = Ranker.load(os.path.join(root, version))
+    fit_for = (ranker.manifest.get("model_version"), ranker.manifest.get("codebook_version"))
+    if fit_for != (model_version, codebook_version):
+        raise RuntimeError(f"ranker {version} was fit for model {fit_for[0]} on codebook {fit_for[1]}, not "
+                           f"{model_version} on {codebook_version}: run `genrec run ranker` (nothing was written)")
+    ctx.counts["ranker_users"] = ranker.manifest.get("users", 0)
+    log_event(ctx.job, "ranker", version=version, weights=dict(zip(ranker.features, ranker.weights.round(4).tolist())))
+    return ranker
 
 
 def _slots_with(ctx: JobContext, written, item_ids: np.ndarray) -> int:

@@ -4,8 +4,9 @@ from __future__ import annotations
 import importlib
 
 STAGES: list[str] = ["ingest", "embed", "sids", "train", "export", "recommend", "baselines", "evaluate"]
-# run on their own (`genrec run judge`, then `align`), not by `pipeline`: the alignment stages (S-GRec)
-EXTRA_STAGES: list[str] = ["judge", "align"]
+# run on their own (`genrec run judge`, then `align`), not by `pipeline`: the alignment stages (S-GRec); the
+# pipeline adds `judge` and `ranker` when the served lists are re-ranked (jobs/pipeline.py)
+EXTRA_STAGES: list[str] = ["judge", "align", "ranker"]
 
 
 def stage_runner(name: str):

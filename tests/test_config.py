@@ -219,3 +219,15 @@ def test_pipeline_runs_the_judge_only_when_lists_are_reranked_by_it():
     stages = pipeline_stages(beauty)
     assert stages.index("judge") < stages.index("export") and [s for s in stages if s != "judge"] == STAGES
     assert pipeline_stages(load_config(CONF / "local.yaml")) == STAGES
+
+
+def test_pipeline_fits_the_ranker_after_export_when_lists_use_it():
+    from jobs.pipeline import pipeline_stages
+    from jobs.stages import STAGES
+
+    cfg = load_config(CONF / "beauty.yaml", ["recommend.serving.judge_weight=0", "recommend.serving.ranker=true"])
+    stages = pipeline_stages(cfg)
+    assert stages.index("judge") < stages.index("export") < stages.index("ranker") < stages.index("recommend")
+    assert [s for s in stages if s not in ("judge", "ranker")] == STAGES
+    assert "two re-rankings" in _error(CONF / "beauty.yaml", ["recommend.serving.judge_weight=1",
+                                                             "recommend.serving.ranker=true"])

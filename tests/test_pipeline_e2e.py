@@ -188,6 +188,40 @@ def test_judge_stage_writes_an_evaluated_artifact(pipeline, spark):
     assert set(judge.metrics["mean_aspect_weights"]) == {"profile", "context", "closest", "novelty", "popularity"}
 
 
+def test_ranker_stage_fits_on_validation_and_recommend_serves_it(pipeline, spark):
+    """`genrec run ranker` after the judge: weights fit on validation users' decoded candidates for this model,
+    a held-out-half report; recommend with serving.ranker re-ranks by it and refuses a ranker of another model."""
+    from genrec_model.model.artifacts import read_model
+    from genrec_model.serve.ranker import FEATURES, Ranker
+
+    cfg, _ = pipeline
+    base = [*_overrides(cfg), "align.judge.epochs=1", "align.judge.max_train_examples=5000"]
+    if not os.path.exists(cfg.artifact_path("judges")):
+        _run(load_config(REPO / "conf" / "local.yaml", base), spark, "judge")
+    over = [*base, "recommend.ranker_fit.users=400", "recommend.serving.ranker=true"]
+    fit = _run(load_config(REPO / "conf" / "local.yaml", over), spark, "ranker")
+    root = cfg.artifact_path("rankers")
+    version = open(os.path.join(root, "LATEST")).read()
+    ranker = Ranker.load(os.path.join(root, version))
+    model = read_model(cfg.artifact_path("models")).version
+    assert ranker.manifest["model_version"] == model and ranker.features == FEATURES
+    assert 0 < fit.counts["users"] <= 400 and 0 < fit.counts["users_target_in_candidates"] <= fit.counts["users"]
+    for name in ("log_prob", "judge_rerank", "ranker"):
+        assert 0.0 <= ranker.metrics[f"holdout.{name}.recall@10"] <= 1.0
+    rec = _run(load_config(REPO / "conf" / "local.yaml", [*over, "recommend.model_name=genrec-ranked",
+                                                           "recommend.splits=[valid]"]), spark, "recommend")
+    assert rec.counts["ranker_users"] == fit.counts["users"]
+    lists = _table(cfg, "recommendations")
+    ranked = lists[(lists["model"] == "genrec-ranked") & (lists["split"] == "valid")]
+    plain = lists[(lists["model"] == "genrec") & (lists["split"] == "valid")]
+    assert len(ranked) == len(plain) > 0
+    ranker.manifest["model_version"] = "m-another"
+    ranker.save(os.path.join(root, "r-other"))
+    with pytest.raises(RuntimeError, match="was fit for model m-another"):
+        _run(load_config(REPO / "conf" / "local.yaml", [*over, "recommend.ranker_version=r-other",
+                                                         "recommend.model_name=genrec-ranked"]), spark, "recommend")
+
+
 def test_align_stage_writes_an_aligned_version_that_exports(pipeline, spark):
     """`genrec run align` after the judge: a new model version aligned from the SFT one, exported through the
     same parity gate; a second align starts from the SFT model again."""

@@ -44,7 +44,8 @@ class DecodeInputs:
     serving: ServingConfig
     categories: np.ndarray | None = None  # (N,) category code per item index (category prior)
     new_item_beam: BeamSearchConfig | None = None  # search of the new items (serving.new_item_share > 0)
-    judge: tuple | None = None   # (SemanticJudge, ItemSide over the decoder's items) when serving.judge_weight > 0
+    judge: tuple | None = None   # (SemanticJudge, ItemSide over the decoder's items): serving.judge_weight or .ranker
+    ranker: object | None = None  # serve.ranker.Ranker when serving.ranker (its features need `judge`)
 
 
 _DECODERS: dict[tuple, Decoder] = {}
@@ -89,12 +90,18 @@ def new_item_candidates(dec: Decoder, toks: list[np.ndarray], beam: BeamSearchCo
     return decode(dec.step_model, dec.trie, dec.level_starts, toks, beam, allowed_items=dec.is_new)
 
 
-def _recommend(user_histories, dec: Decoder, inputs: DecodeInputs):
-    """Histories (item_ids oldest first, or None) -> (serving.Recs, item-index histories)."""
+def known_histories(user_histories, dec: Decoder) -> list[np.ndarray]:
+    """Histories (item_ids oldest first, or None) -> item-index histories (items the decoder lacks dropped)."""
     histories = []
     for h in user_histories:
         known = [dec.index.get(i, -1) for i in (h if h is not None else [])]
         histories.append(np.asarray([i for i in known if i >= 0], dtype=np.int64))
+    return histories
+
+
+def _recommend(user_histories, dec: Decoder, inputs: DecodeInputs):
+    """Histories (item_ids oldest first, or None) -> (serving.Recs, item-index histories)."""
+    histories = known_histories(user_histories, dec)
     recent = [h[-dec.max_history:] for h in histories]
     decodable = [n for n, h in enumerate(recent) if len(h)]
     n_cand = inputs.beam.top_k
@@ -109,12 +116,30 @@ def _recommend(user_histories, dec: Decoder, inputs: DecodeInputs):
             new = (np.full((len(histories), n_new), -1, dtype=np.int64), np.full((len(histories), n_new), -np.inf),
                    dec.is_new)
             new[0][decodable], new[1][decodable] = new_item_candidates(dec, toks, inputs.new_item_beam)
-        if inputs.serving.judge_weight:
+        if inputs.serving.judge_weight or inputs.serving.ranker:
             hist = [recent[n] for n in decodable]
-            scores[decodable] = judge_rescored(inputs, hist, items[decodable], scores[decodable])
+            scores[decodable] = rescored(inputs, hist, items[decodable], scores[decodable])
             if new is not None:
-                new[1][decodable] = judge_rescored(inputs, hist, new[0][decodable], new[1][decodable])
+                new[1][decodable] = rescored(inputs, hist, new[0][decodable], new[1][decodable])
     return recommend(items, scores, histories, inputs.popularity, inputs.serving, inputs.categories, new), histories
+
+
+def rescored(inputs: DecodeInputs, histories: list[np.ndarray], items: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """The candidates' scores under the configured re-rank: the learned ranker, or log-prob + judge_weight * judge."""
+    if inputs.serving.ranker:
+        return ranker_rescored(inputs, histories, items, scores)
+    return judge_rescored(inputs, histories, items, scores)
+
+
+def ranker_rescored(inputs: DecodeInputs, histories: list[np.ndarray], items: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Candidate scores (U, C) replaced by the ranker's (serve/ranker.py); -1 slots and -inf scores stay -inf."""
+    from genrec_model.serve.ranker import candidate_features
+
+    if inputs.ranker is None or inputs.judge is None:
+        raise ValueError("serving.ranker needs the ranker and its judge (DecodeInputs.ranker, .judge)")
+    judge, side = inputs.judge
+    feats = candidate_features(judge, side, histories, items, scores)
+    return inputs.ranker.score(feats, (items >= 0) & (scores > -np.inf))
 
 
 def judge_rescored(inputs: DecodeInputs, histories: list[np.ndarray], items: np.ndarray, scores: np.ndarray) -> np.ndarray:

@@ -25,6 +25,9 @@ class ServingConfig:
     # ranking: the SFT model's beams re-ranked by the judge (0 = off; chosen on validation with
     # benchmarks/judge_rerank.py)
     judge_weight: float = 0.0
+    # the decoded candidates re-ranked by the learned ranker (`genrec run ranker`, serve/ranker.py): weights over
+    # the log-prob, the judge's score and its aspects, fit on validation users; replaces judge_weight's sum
+    ranker: bool = False
 
     @property
     def uses_new_items(self) -> bool:
@@ -35,8 +38,27 @@ class ServingConfig:
         if (self.top_k < 1 or not 0.0 <= self.fusion_weight <= 1.0 or not 0.0 < self.category_penalty <= 1.0
                 or not 0.0 <= self.new_item_share <= 1.0 or self.judge_weight < 0):
             raise ValueError(f"invalid serving config {self}")
+        if self.ranker and self.judge_weight:
+            raise ValueError("serving.ranker and serving.judge_weight are two re-rankings of the same candidates: "
+                             "set one (the ranker already weighs the judge's score)")
         if self.prior not in ("popularity", "category"):
             raise ValueError(f"prior must be 'popularity' or 'category', got {self.prior!r}")
+
+
+@dataclass(frozen=True)
+class RankerFitConfig:
+    """`genrec run ranker`: fits serving.ranker's weights on validation users' decoded candidates."""
+    users: int = 20_000               # validation users sampled (seeded by user id), whose target is not a new item
+    l2: float = 1e-3
+    seed: int = 0
+    threads: int = 2                  # onnxruntime threads of the driver's decode
+    # the judge re-rank (log-prob + alpha * judge) the ranker is compared with, alpha chosen on the fit half
+    compare_alphas: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0, 3.0)
+    k: int = 10                       # cut-off of the reported Recall/NDCG
+
+    def __post_init__(self) -> None:
+        if self.users < 2 or self.l2 < 0:
+            raise ValueError(f"invalid recommend.ranker_fit {self}")
 
 
 @dataclass(frozen=True)
@@ -44,6 +66,8 @@ class RecommendConfig:
     model_version: str = ""           # empty = the latest trained (and exported) model
     model_name: str = "genrec"        # value of the `model` column
     judge_version: str = ""           # the judge of serving.judge_weight; empty = the latest
+    ranker_version: str = ""          # the ranker of serving.ranker; empty = the latest (it names its judge)
+    ranker_fit: RankerFitConfig = field(default_factory=RankerFitConfig)
     beam_width: int = 20
     candidates: int = 20              # decoded items per user before seen-item filtering (<= beam_width)
     users_per_call: int = 32          # users per onnxruntime call (x beam rows); the children-only head needs no

@@ -1,0 +1,143 @@
+"""Learned re-ranking of the generator's candidates (a second stage over its beams, as LIGER and production
+rankers do): score = w . standardized features of each (user, candidate), the weights fit by listwise softmax
+cross-entropy on held-out next items that are among the candidates.
+
+Features (`FEATURES`): the generator's log-probability, the semantic judge's user-conditional score, and the
+judge's standardized evidence per aspect (profile, context, closest, popularity; align/judge.py). `log_prob +
+alpha * judge` (`serving.judge_weight`) is one point of this family; the fit picks the whole direction. The
+fit (`genrec run ranker`, jobs/ranker.py) uses validation users only and never an item withheld as new, so
+test lists and the cold segment stay untouched. Numpy only: decode workers load no torch.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from genrec_model.align.judge import ASPECTS, ItemSide, SemanticJudge, aspect_evidence, pad_histories, user_features
+
+FEATURES = ("log_prob", "judge", "profile", "context", "closest", "popularity")
+_ASPECT_COLUMNS = [ASPECTS.index(a) for a in FEATURES[2:]]
+RANKER_FILE = "ranker.json"
+
+
+def candidate_features(judge: SemanticJudge, items: ItemSide, histories: list[np.ndarray], cands: np.ndarray,
+                       log_prob: np.ndarray, chunk: int = 512) -> np.ndarray:
+    """(U, C, len(FEATURES)) float64 features of candidate item indices (U, C) (-1 = none: zeros) with their
+    generator log-probs (U, C), for item-index histories (oldest first, non-empty)."""
+    cfg = judge.config
+    out = np.zeros(cands.shape + (len(FEATURES),), dtype=np.float64)
+    for s in range(0, len(histories), chunk):
+        hist, mask = pad_histories(histories[s:s + chunk], cfg.max_history)
+        c = np.maximum(cands[s:s + chunk], 0)
+        evid = aspect_evidence(items, hist, mask, c, cfg.recency_decay)
+        feats = user_features(items, hist, mask, cfg.recency_decay, cfg.max_history)
+        out[s:s + chunk, :, 1] = judge.score_evidence(evid, feats)
+        out[s:s + chunk, :, 2:] = ((evid - judge.mean) / judge.std)[:, :, _ASPECT_COLUMNS]
+    out[:, :, 0] = np.where(np.isfinite(log_prob), log_prob, 0.0)
+    out[cands < 0] = 0.0
+    return out
+
+
+@dataclass
+class Ranker:
+    weights: np.ndarray        # (F,) on standardized features
+    mean: np.ndarray           # (F,) feature standardization (the fit's candidates)
+    std: np.ndarray
+    features: tuple[str, ...] = FEATURES
+    metrics: dict = field(default_factory=dict)
+    manifest: dict = field(default_factory=dict)  # model, judge and codebook versions it was fit for
+
+    def score(self, feats: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """(U, C) scores of features (U, C, F); -inf where not `valid`."""
+        return np.where(valid, ((feats - self.mean) / self.std) @ self.weights, -np.inf)
+
+    def save(self, path: str, extra: dict | None = None) -> None:
+        os.makedirs(path, exist_ok=True)
+        body = {"features": list(self.features), "weights": self.weights.tolist(), "mean": self.mean.tolist(),
+                "std": self.std.tolist(), "metrics": self.metrics, **self.manifest, **(extra or {})}
+        tmp = os.path.join(path, RANKER_FILE + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(body, f, indent=1, sort_keys=True)
+        os.replace(tmp, os.path.join(path, RANKER_FILE))
+
+    @staticmethod
+    def load(path: str) -> "Ranker":
+        with open(os.path.join(path, RANKER_FILE)) as f:
+            body = json.load(f)
+        if tuple(body["features"]) != FEATURES:
+            raise ValueError(f"ranker at {path} has features {body['features']}, this code {list(FEATURES)}")
+        manifest = {k: v for k, v in body.items() if k not in ("features", "weights", "mean", "std", "metrics")}
+        return Ranker(np.asarray(body["weights"]), np.asarray(body["mean"]), np.asarray(body["std"]), FEATURES,
+                      body["metrics"], manifest)
+
+
+def _softmax_stats(x: np.ndarray, valid: np.ndarray, w: np.ndarray):
+    s = np.where(valid, x @ w, -np.inf)
+    s = s - s.max(axis=1, keepdims=True)
+    p = np.exp(s)
+    p /= p.sum(axis=1, keepdims=True)
+    return s, p
+
+
+def _loss(x, valid, target, w, l2) -> float:
+    s, _ = _softmax_stats(x, valid, w)
+    rows = np.arange(len(target))
+    return float(-(s[rows, target] - np.log(np.exp(s).sum(axis=1))).mean() + 0.5 * l2 * w @ w)
+
+
+def fit_ranker(feats: np.ndarray, valid: np.ndarray, target: np.ndarray, l2: float = 1e-3,
+               max_iter: int = 50, tol: float = 1e-8) -> Ranker:
+    """Weights maximizing the mean log-softmax of the target candidate among each user's valid candidates
+    (Newton's method with backtracking; convex). feats (U, C, F), valid (U, C) bool, target (U,) column of
+    the held-out item among the candidates, -1 where it is not one (those users carry no signal: skipped)."""
+    keep = (target >= 0)
+    if not keep.any():
+        raise ValueError("no user has the held-out item among the candidates: nothing to fit the ranker on")
+    if not valid[keep, target[keep]].all():
+        raise ValueError("a target column points at an invalid candidate")
+    flat = feats[valid]
+    mean, std = flat.mean(axis=0), np.maximum(flat.std(axis=0), 1e-9)
+    x = np.where(valid[keep][..., None], (feats[keep] - mean) / std, 0.0)
+    v, t = valid[keep], target[keep]
+    rows = np.arange(len(t))
+    w = np.zeros(x.shape[-1])
+    loss = _loss(x, v, t, w, l2)
+    for _ in range(max_iter):
+        _, p = _softmax_stats(x, v, w)
+        ex = np.einsum("uc,ucf->uf", p, x)
+        grad = (ex - x[rows, t]).mean(axis=0) + l2 * w
+        exx = np.einsum("uc,ucf,ucg->fg", p, x, x) / len(t)
+        hess = exx - ex.T @ ex / len(t) + l2 * np.eye(len(w))
+        step = np.linalg.solve(hess, grad)
+        size = 1.0
+        while size > 1e-6:
+            new = _loss(x, v, t, w - size * step, l2)
+            if new <= loss:
+                break
+            size *= 0.5
+        w, gain, loss = w - size * step, loss - new, new
+        if gain < tol:
+            break
+    return Ranker(w, mean, std, FEATURES)
+
+
+def target_columns(cands: np.ndarray, valid: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """(U,) column of each user's target among its valid candidates, -1 where absent."""
+    hit = (cands == targets[:, None]) & valid
+    return np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
+
+
+def ranked_metrics(scores: np.ndarray, target: np.ndarray, k: int) -> dict[str, float]:
+    """Recall@k and NDCG@k of candidate scores (U, C) (-inf = not servable) for target columns (U,) (-1: the
+    item is not a candidate, a miss). Ties rank by column, as a stable sort of the candidates would."""
+    u = np.flatnonzero(target >= 0)
+    ts = scores[u, target[u]]
+    cols = np.arange(scores.shape[1])
+    ahead = (scores[u] > ts[:, None]) | ((scores[u] == ts[:, None]) & (cols[None, :] < target[u, None]))
+    rank = 1 + ahead.sum(axis=1)
+    inside = rank <= k
+    n = max(len(target), 1)
+    return {f"recall@{k}": float(inside.sum() / n), f"ndcg@{k}": float((1.0 / np.log2(rank[inside] + 1)).sum() / n)}
