@@ -23,7 +23,7 @@ import gc
 import os
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -296,17 +296,6 @@ def main() -> None:
         _, t = timed(decode, ort_model, trie, vocab.level_starts, histories, c)
         print(f"  users per call {calls}: {len(histories) / t:.1f} users/s", flush=True)
     if normalize == "children":
-        rc = gcfg.recommend
-        for beam, k in dict.fromkeys([(cfg.beam, cfg.top_k), (rc.beam_width, rc.candidates)]):
-            every = BeamSearchConfig(beam_width=beam, top_k=k, users_per_call=cfg.users_per_call, normalize=normalize,
-                                     prune_rows=0)
-            (i0, s0), t0 = timed(decode, ort_model, trie, vocab.level_starts, histories, every)
-            pruned = replace(every, prune_rows=rc.prune_rows)
-            (i1, s1), t1 = timed(decode, ort_model, trie, vocab.level_starts, histories, pruned)
-            print(f"  beam {beam}, top {k}: last level pruned (prune_rows={rc.prune_rows}) {len(histories) / t1:.1f} "
-                  f"users/s vs every beam {len(histories) / t0:.1f} -> {t0 / t1:.2f}x; lists identical "
-                  f"{float((i0 == i1).all(axis=1).mean()):.3f}, max |score difference| "
-                  f"{float(np.abs(np.where(np.isfinite(s0), s0 - s1, 0)).max()):.1e}", flush=True)
         full = BeamSearchConfig(beam_width=cfg.beam, top_k=cfg.top_k, users_per_call=cfg.users_per_call, normalize="level")
         (_, _), t_level = timed(decode, ort_model, trie, vocab.level_starts, histories, full)
         print(f"  the same graphs with the whole level's logits (normalize=level, numpy head): "

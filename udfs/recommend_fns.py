@@ -58,11 +58,11 @@ def beam_configs(rc, model_config: dict) -> tuple[BeamSearchConfig, BeamSearchCo
     if normalize == "auto":
         normalize = trained_normalization(model_config.get("item_softmax", "level"))
     beam = BeamSearchConfig(beam_width=rc.beam_width, top_k=rc.candidates, users_per_call=rc.users_per_call,
-                            constrained=rc.constrained, normalize=normalize, prune_rows=rc.prune_rows)
+                            constrained=rc.constrained, normalize=normalize)
     new = None
     if rc.serving.uses_new_items:
         new = BeamSearchConfig(beam_width=rc.new_item_beam, top_k=rc.new_item_beam, users_per_call=rc.users_per_call,
-                               constrained=True, normalize=normalize, prune_rows=rc.prune_rows)
+                               constrained=True, normalize=normalize)
     return beam, new
 
 

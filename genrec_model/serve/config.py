@@ -72,9 +72,6 @@ class RecommendConfig:
     candidates: int = 20              # decoded items per user before seen-item filtering (<= beam_width)
     users_per_call: int = 32          # users per onnxruntime call (x beam rows); the children-only head needs no
                                       # (rows, vocabulary) buffer, so larger calls pay: decode_bench 886 vs 788 users/s at 8
-    # last SID level: beams computed best-first, prune_rows per user and then in doubling chunks, only while
-    # one can still place a candidate (same lists; decode/config.py BeamSearchConfig.prune_rows); 0 = all at once
-    prune_rows: int = 16
     new_item_beam: int = 10           # beam (and candidates) of the new-item search (serving.new_item_share)
     constrained: bool = True          # False: no trie (ablation); non-catalog SIDs decode to no item
     # beam scores: "auto" = as the model was trained (item_softmax "prefix" -> "children", else "level");
