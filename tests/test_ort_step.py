@@ -97,47 +97,6 @@ def test_fused_children_head_matches_reference_search(models, users_per_call):
     assert np.exp(every_scores[0]).sum() == pytest.approx(1.0, abs=1e-6)
 
 
-class _CountingRows:
-    """The shared-prefix model, counting the rows its steps compute."""
-
-    def __init__(self, model):
-        self.model, self.rows = model, 0
-
-    def __getattr__(self, name):
-        return getattr(self.model, name)
-
-    def step_hidden(self, tokens, state):
-        self.rows += len(tokens)
-        return self.model.step_hidden(tokens, state)
-
-
-@pytest.mark.parametrize("users_per_call", [1, 7])
-def test_pruned_last_level_gives_the_same_lists_from_fewer_rows(models, users_per_call):
-    """prune_rows: the last level computes only beams that can still place a child; lists and scores are those
-    of every beam computed (prune_rows=0), including the new-item search (allowed items) and dead beams."""
-    _, _, sm = models
-    rng = np.random.default_rng(5)
-    codes = np.stack(np.unravel_index(rng.choice(48, 40, replace=False), (4, 4, 3)), axis=1)
-    trie = build_trie(codes, VOCAB.level_sizes)
-    starts = tuple(VOCAB.level_range(d)[0] for d in range(3))
-    hist = [np.concatenate([[1], VOCAB.codes_to_tokens(codes[rng.integers(0, 40, 3)]).ravel()]) for _ in range(9)]
-    allowed_items = rng.random(40) < 0.5
-    for width, top_k in ((12, 3), (16, 16), (30, 10)):  # 30 > the 16 level-1 prefixes: dead beams
-        for allowed in (None, allowed_items):
-            full = _CountingRows(sm)
-            cfg = BeamSearchConfig(beam_width=width, top_k=top_k, normalize="children", users_per_call=users_per_call,
-                                   prune_rows=0)
-            want = decode(full, trie, starts, hist, cfg, allowed_items=allowed)
-            pruned = _CountingRows(sm)
-            got = decode(pruned, trie, starts, hist, BeamSearchConfig(**{**cfg.__dict__, "prune_rows": 1}),
-                         allowed_items=allowed)
-            np.testing.assert_array_equal(got[0], want[0])
-            np.testing.assert_array_equal(got[1], want[1])
-            assert pruned.rows <= full.rows
-            if top_k == 3 and allowed is None:
-                assert pruned.rows < full.rows  # a short list fills from the first beams
-
-
 def test_shared_prefix_step_parity(models):
     tm, _, sm = models
     assert isinstance(sm, OrtSharedPrefixStepModel)

@@ -20,7 +20,7 @@ import numpy as np
 
 from genrec_model.decode.config import BeamSearchConfig
 from genrec_model.decode.constraints import Constraint, NoConstraint
-from genrec_model.decode.fused_head import child_head, merge_children_fused, topk_children_fused
+from genrec_model.decode.fused_head import child_head, topk_children_fused
 from genrec_model.decode.top_width import insert_candidate
 from genrec_model.decode.trie import SidTrie
 
@@ -236,64 +236,25 @@ def _dead_follow_first(parent: np.ndarray, code: np.ndarray) -> tuple[np.ndarray
 def _beam_search_fused(model, trie: SidTrie, level_starts, input_ids, attention_mask, position_ids,
                        cfg: BeamSearchConfig, allowed: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
     """beam_search_fast for a model that returns hidden states (`prefill_hidden`/`step_hidden` and
-    `head_weight`/`head_bias`): each level scores only the live beams' trie children (fused_head.py); with
-    cfg.prune_rows the last level runs the transformer only for beams that can still place a child."""
+    `head_weight`/`head_bias`): each level scores only the live beams' trie children (fused_head.py)."""
     n_users, width, n_levels = input_ids.shape[0], cfg.beam_width, trie.n_levels
     heads = child_head(trie, model.head_weight, model.head_bias, level_starts)
     hidden, state = model.prefill_hidden(input_ids, attention_mask, position_ids)
     scores = np.zeros(n_users)
     nodes = np.zeros(n_users, dtype=np.int64)
-    n_rows, tokens = 1, None
-    prune = cfg.prune_rows > 0 and hasattr(model, "gather_users")
+    n_rows = 1
     for d in range(n_levels):
-        if hidden is None:
-            # only the top_k of the last level's `width` best are returned: the pruning bound is the top_k-th
-            parent, code, child, best = _last_level_pruned(model, state, tokens, heads[d], scores, nodes, n_users,
-                                                           n_rows, cfg.top_k, trie, d, allowed[d], cfg.prune_rows)
-        else:
-            parent, code, child, best = topk_children_fused(
-                hidden, heads[d][0], heads[d][1], scores, nodes, n_rows, width, trie.indptr[d], trie.child_code[d],
-                trie.max_children(d), allowed[d])
+        parent, code, child, best = topk_children_fused(
+            hidden, heads[d][0], heads[d][1], scores, nodes, n_rows, width, trie.indptr[d], trie.child_code[d],
+            trie.max_children(d), allowed[d])
         parent, code = _dead_follow_first(parent, code)
         scores, nodes = best.ravel(), child.ravel()
         if d < n_levels - 1:
             state = model.reorder(state, (np.arange(n_users)[:, None] * n_rows + parent).ravel())
-            tokens = (code + level_starts[d]).ravel()
-            if prune and d + 1 == n_levels - 1:
-                hidden = None  # computed by _last_level_pruned
-            else:
-                hidden, state = model.step_hidden(tokens, state)
+            hidden, state = model.step_hidden((code + level_starts[d]).ravel(), state)
         n_rows = width
-    kept = best.shape[1]
-    items = np.where(nodes >= 0, trie.leaf_item[np.maximum(nodes, 0)], -1).reshape(n_users, kept)
-    return _topk_items(items, scores.reshape(n_users, kept), cfg.top_k)
-
-
-def _last_level_pruned(model, state, tokens, head, scores, nodes, n_users: int, n_rows: int, width: int,
-                       trie: SidTrie, d: int, allowed: np.ndarray, first: int):
-    """The last level's top-`width` children, computing beam rows (best first) in chunks of `first`, 2 x first,
-    ... rows per user, and only for users whose next beam score beats their current width-th candidate: a
-    child scores its beam's score plus a log-prob <= 0, so no later beam can enter a full list. Returns what
-    topk_children_fused over every row returns."""
-    parent = np.full((n_users, width), -1, dtype=np.int64)
-    code = np.full((n_users, width), -1, dtype=np.int64)
-    child = np.full((n_users, width), -1, dtype=np.int64)
-    best = np.full((n_users, width), -np.inf)
-    count = np.zeros(n_users, dtype=np.int64)
-    base = scores.reshape(n_users, n_rows)  # descending per user: the previous level's kept beams
-    users, lo, chunk = np.arange(n_users), 0, first
-    while len(users):
-        hi = min(lo + chunk, n_rows)
-        rows = (users[:, None] * n_rows + np.arange(lo, hi)).ravel()
-        hidden, _ = model.step_hidden(tokens[rows], model.gather_users(state, users, rows))
-        merge_children_fused(hidden, head[0], head[1], scores, nodes, users, lo, hi, n_rows, trie.indptr[d],
-                             trie.child_code[d], trie.max_children(d), allowed, best, parent, code, child, count)
-        lo, chunk = hi, 2 * chunk
-        if lo >= n_rows:
-            break
-        worst = np.where(count[users] == width, best[users, width - 1], -np.inf)
-        users = users[base[users, lo] > worst]
-    return parent, code, child, best
+    items = np.where(nodes >= 0, trie.leaf_item[np.maximum(nodes, 0)], -1).reshape(n_users, width)
+    return _topk_items(items, scores.reshape(n_users, width), cfg.top_k)
 
 
 def left_pad(histories: Sequence[np.ndarray], pad_id: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

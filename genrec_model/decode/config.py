@@ -18,17 +18,10 @@ class BeamSearchConfig:
     users_per_call: int = 8
     # False: unconstrained decoding (ablation); decoded tuples that are not catalog SIDs map to no item
     constrained: bool = True
-    # children-only head (normalize="children"), last level: the beams' hidden states are computed this many
-    # rows per user first, then in doubling chunks only while a user's next beam score still beats its current
-    # width-th candidate (a child's log-prob is <= 0, so a lower beam cannot place one): the same lists,
-    # fewer transformer rows. 0 = every beam's row at once
-    prune_rows: int = 16
 
     def __post_init__(self) -> None:
         if not 1 <= self.top_k <= self.beam_width:
             raise ValueError(f"need 1 <= top_k <= beam_width, got {self.top_k}, {self.beam_width}")
-        if self.prune_rows < 0:
-            raise ValueError(f"prune_rows must be >= 0, got {self.prune_rows}")
         if self.normalize not in ("level", "vocab", "children"):
             raise ValueError(f"normalize must be 'level' or 'vocab', got {self.normalize!r}")
 

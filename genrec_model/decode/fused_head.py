@@ -38,40 +38,23 @@ def topk_children_fused(hidden, weight, bias, scores, nodes, n_rows, width, indp
     code = np.full((n_users, width), -1, dtype=np.int64)
     child = np.full((n_users, width), -1, dtype=np.int64)
     best = np.full((n_users, width), -np.inf)
-    count = np.zeros(n_users, dtype=np.int64)
-    merge_children_fused(hidden, weight, bias, scores, nodes, np.arange(n_users), 0, n_rows, n_rows, indptr,
-                         child_code, max_children, allowed, best, parent, code, child, count)
-    return parent, code, child, best
-
-
-@numba.njit(cache=True, fastmath=_FAST)
-def merge_children_fused(hidden, weight, bias, scores, nodes, users, lo, hi, n_rows, indptr, child_code, max_children,
-                         allowed, best, parent, code, child, count):
-    """Merge the children of beam rows [lo, hi) of `users` into their running top lists (best, parent, code,
-    child: (B, W); count (B,): entries held), in place. hidden (len(users) * (hi - lo), D): those rows' hidden
-    states, user-major; scores, nodes (B * n_rows,): every row's beam score and trie node. Called for
-    ascending row ranges, it ends with exactly what one call over [0, n_rows) gives (same tie rule)."""
-    width = best.shape[1]
     buf = np.empty(max(max_children, 1), dtype=np.float64)
     dim = hidden.shape[1]
-    span = hi - lo
-    for i in range(users.shape[0]):
-        b = users[i]
-        n = count[b]
-        worst = best[b, width - 1] if n == width else -np.inf  # score a candidate must beat once full
-        for r in range(lo, hi):
+    for b in range(n_users):
+        count = 0
+        worst = -np.inf  # score a candidate must beat once the beam is full
+        for r in range(n_rows):
             row = b * n_rows + r
             node = nodes[row]
             base = scores[row]
             if node < 0 or not (base > -np.inf):
                 continue
-            h = i * span + (r - lo)
             start, stop = indptr[node], indptr[node + 1]
             m = -np.inf
             for j in range(start, stop):
                 acc32 = np.float32(0.0)
                 for k in range(dim):
-                    acc32 += hidden[h, k] * weight[j, k]
+                    acc32 += hidden[row, k] * weight[j, k]
                 x = np.float64(acc32 + bias[j])
                 buf[j - start] = x
                 if x > m:
@@ -83,13 +66,13 @@ def merge_children_fused(hidden, weight, bias, scores, nodes, users, lo, hi, n_r
             for j in range(start, stop):
                 if not allowed[j]:
                     continue
-                s = base + min(buf[j - start] - norm, 0.0)  # <= base exactly: what row pruning relies on
+                s = base + (buf[j - start] - norm)
                 if not (s > worst):
                     continue
-                n = insert_candidate(best, parent, code, child, b, width, n, s, r, child_code[j], j)
-                if n == width:
+                count = insert_candidate(best, parent, code, child, b, width, count, s, r, child_code[j], j)
+                if count == width:
                     worst = best[b, width - 1]
-        count[b] = n
+    return parent, code, child, best
 
 
 _CHILD_HEADS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()

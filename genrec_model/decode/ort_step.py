@@ -198,16 +198,6 @@ class OrtSharedPrefixStepModel(_Head):
         hidden, state = self.step_hidden(tokens, state)
         return self._logits(hidden, head_ids), state
 
-    def gather_users(self, state: SharedState, users: np.ndarray, rows: np.ndarray) -> SharedState:
-        """The state of `users` (ascending user indices) with the decoded rows `rows` (global row indices, the same
-        number per user, user-major): a step over some beams of some users."""
-        if len(users) == state.prefix_mask.shape[0]:
-            pk, pv, pm = state.prefix_k, state.prefix_v, state.prefix_mask
-        else:
-            pk, pv, pm = np.take(state.prefix_k, users, axis=1), np.take(state.prefix_v, users, axis=1), state.prefix_mask[users]
-        return SharedState(pk, pv, pm, np.take(state.suffix_k, rows, axis=1), np.take(state.suffix_v, rows, axis=1),
-                           state.next_position[rows])
-
     def reorder(self, state: SharedState, rows: np.ndarray) -> SharedState:
         rows = np.asarray(rows, dtype=np.int64)
         n_users, n_old = state.prefix_mask.shape[0], state.next_position.shape[0]
