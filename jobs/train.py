@@ -47,6 +47,8 @@ def run(ctx: JobContext) -> None:
     log_event("train", "data", users=counts["users"], items=len(items), cold_items_withheld=int(cold.sum()),
               level_sizes=level_sizes, events=counts["events"], items_from=cfg.item_representation,
               processes=processes)
+    from genrec_model.model.hardware import describe_cpu
+
     fitted = _fit(ctx, shard_dir, codes, level_sizes, items["title"].fillna("").tolist(), out_dir, content)
     res = fitted.result
     manifest = {"codebook_version": items["codebook_version"].iloc[0], "level_sizes": level_sizes,
@@ -57,7 +59,7 @@ def run(ctx: JobContext) -> None:
                 "item_representation": cfg.item_representation, "cold_items_withheld": int(cold.sum()),
                 "serving_refit": None if fitted.serving_result is None else {
                     "epochs": fitted.serving_result.best_epoch + 1, "minutes": fitted.serving_result.minutes},
-                "run_id": ctx.run_id}
+                "run_id": ctx.run_id, "hardware": describe_cpu()}
     save_model(ctx.cfg.artifact_path("models"), version, fitted.model, fitted.vocab,
                items["item_id"].to_numpy(), codes, manifest, fitted.serving_model)
     ctx.counts.update({"users": counts["users"], "events": counts["events"], "items": len(items),

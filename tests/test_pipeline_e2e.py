@@ -264,6 +264,7 @@ def test_train_on_two_torch_distributor_ranks(pipeline, spark):
                     spark, "train")
         model = read_model(models)
         assert model.version != single.version and model.manifest["train_processes"] == 2
+        assert model.manifest["hardware"]["torch_cpu_capability"] == single.manifest["hardware"]["torch_cpu_capability"]
         assert dist.counts["train_processes"] == 2 and dist.counts["train_samples_per_s_per_process"] > 0
         for key in ("users", "events", "items"):
             assert dist.counts[key] == ctx["train"].counts[key], key

@@ -178,3 +178,13 @@ def test_bf16_only_where_native():
     assert native_bf16(cpu, flags={"avx2", "avx512_bf16"}) and native_bf16(cpu, flags={"amx_bf16"})
     assert use_bf16(False, cpu, "t") is False
     assert use_bf16(True, cpu, "t") == native_bf16(cpu)  # requested: bf16 exactly when the CPU has it
+
+
+def test_cpu_description_names_the_kernels_torch_dispatches_to():
+    import torch
+
+    from genrec_model.model.hardware import describe_cpu
+
+    cpu = describe_cpu()
+    assert cpu["torch_cpu_capability"] == str(torch.backends.cpu.get_cpu_capability())
+    assert cpu["torch_cpu_capability"] and cpu["cpu_model"] and cpu["torch_version"] == torch.__version__

@@ -34,6 +34,21 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+def describe_cpu() -> dict[str, str]:
+    """What a training run's floating-point results depend on beyond the code and data: the CPU model and
+    the instruction set torch dispatches its kernels to (AVX2 and AVX-512 kernels round differently, so the
+    same seeded run can give other digits on another machine). Recorded in the train manifest and logs."""
+    model = ""
+    if platform.system() == "Linux":
+        try:
+            with open("/proc/cpuinfo") as f:
+                model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+        except OSError:
+            pass
+    return {"cpu_model": model or platform.processor() or platform.machine(),
+            "torch_cpu_capability": str(torch.backends.cpu.get_cpu_capability()), "torch_version": torch.__version__}
+
+
 def native_bf16(device: torch.device, flags: set[str] | None = None) -> bool:
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
@@ -48,5 +63,7 @@ def use_bf16(requested: bool, device: torch.device, what: str) -> bool:
     chosen = requested and native
     if requested and not native:
         log.warning("%s: bf16 requested but %s has no native bf16 arithmetic; training in fp32", what, device)
-    log.info("%s: precision=%s device=%s", what, "bf16" if chosen else "fp32", device)
+    cpu = describe_cpu()
+    log.info("%s: precision=%s device=%s cpu=%r torch_cpu_capability=%s", what, "bf16" if chosen else "fp32", device,
+             cpu["cpu_model"], cpu["torch_cpu_capability"])
     return chosen
