@@ -22,22 +22,25 @@ def _data(seed=0):
     return seqs, codes, content
 
 
-def _cfg(rep, refit=False, epochs=12, codebooks=0, item_softmax="level"):
+def _cfg(rep, refit=False, epochs=12, codebooks=0, item_softmax="level", item_query="step"):
     return FitConfig(model=SeqModelConfig(n_layer=1, n_head=2, d_model=32, d_ff=64, dropout=0.0,
-                                          item_codebooks=codebooks, item_codebook_size=8, item_softmax=item_softmax),
+                                          item_codebooks=codebooks, item_codebook_size=8, item_softmax=item_softmax,
+                                          item_query=item_query),
                      data=SeqDataConfig(max_history=5), valid_users=100, valid_beam=10, item_representation=rep,
                      refit_for_serving=refit,
                      trainer=TrainConfig(lr=1e-2, warmup_steps=5, batch_size=32, epochs=epochs, patience=50,
                                          progress=False, weight_decay=0.0))
 
 
-@pytest.mark.parametrize("rep,codebooks,item_softmax",
-                         [("free", 0, "level"), ("content", 0, "level"), ("content", 12, "level"),
-                          ("content", 12, "prefix")])
-def test_fit_learns_the_cycle(rep, codebooks, item_softmax):
+@pytest.mark.parametrize("rep,codebooks,item_softmax,item_query",
+                         [("free", 0, "level", "step"), ("content", 0, "level", "step"), ("content", 12, "level", "step"),
+                          ("content", 12, "prefix", "step"), ("content", 12, "prefix", "user"),
+                          ("free", 0, "prefix", "user")])
+def test_fit_learns_the_cycle(rep, codebooks, item_softmax, item_query):
     seqs, codes, content = _data()
     fitted = fit_generator(seqs, codes, [3, N_ITEMS], [""] * N_ITEMS,
-                           _cfg(rep, codebooks=codebooks, item_softmax=item_softmax), item_content=content)
+                           _cfg(rep, codebooks=codebooks, item_softmax=item_softmax, item_query=item_query),
+                           item_content=content)
     assert fitted.result.best_metrics["recall@10"] > 0.75 and fitted.result.best_epoch > 0  # right prefix, random item: .5
     if rep == "content":  # no per-item parameters: the table has no rows for the item level
         assert fitted.model.wte.weight.shape[0] == fitted.vocab.vocab_size - N_ITEMS

@@ -110,7 +110,10 @@ def candidate_logprobs(model: SeqModel, hist_ids: torch.Tensor, hist_mask: torch
         h2, _, _ = model.hidden(inp, attention_mask=mask, position_ids=pos, past_k=k.repeat_interleave(G, dim=1),
                                 past_v=v.repeat_interleave(G, dim=1), table=table)
         states.append(h2)
-    hs = torch.cat(states, dim=1).reshape(B * G * L, -1)
+    hs = torch.cat(states, dim=1)  # (B*G, L, D): hs[:, l] predicts candidate token l
+    y = cand_tokens.reshape(B * G, L)
+    hs = model.item_states(hs, torch.cat([torch.zeros_like(y[:, :1]), y[:, :-1]], dim=1), y, table)
+    hs = hs.reshape(B * G * L, -1)
     return target_logprobs(model, hs, cand_tokens.reshape(-1), groups, siblings, table).reshape(B, G, L)
 
 

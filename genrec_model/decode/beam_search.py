@@ -104,6 +104,7 @@ def beam_search_reference(
     `trie` only maps finished code tuples to items (tuples that are not items are dropped, which
     matters for `NoConstraint`); the constraint decides what may be decoded.
     """
+    _needs_fused(model, "the reference search")
     n_users, width, n_levels = input_ids.shape[0], cfg.beam_width, trie.n_levels
     logits, state = model.prefill(input_ids, attention_mask, position_ids)
     scores = np.zeros((n_users, 1))  # (B, R) beam scores, R = 1 before the first level
@@ -196,6 +197,7 @@ def beam_search_fast(
     allowed = trie.subtree_allowed(None) if allowed is None else allowed
     if cfg.normalize == "children" and hasattr(model, "step_hidden"):
         return _beam_search_fused(model, trie, level_starts, input_ids, attention_mask, position_ids, cfg, allowed)
+    _needs_fused(model, f"normalize={cfg.normalize!r}")
     logits, state = model.prefill(input_ids, attention_mask, position_ids)
     scores = np.zeros(n_users)  # (B*R,)
     nodes = np.zeros(n_users, dtype=np.int64)
@@ -227,6 +229,14 @@ def beam_search_fast(
     return _topk_items(items, scores.reshape(n_users, width), cfg.top_k)
 
 
+def _needs_fused(model, what: str) -> None:
+    """An item_query="user" model scores the item level from the user state (no step per beam): only the
+    fused children-only search knows that; any other path would score it from a decoder step."""
+    if getattr(model, "item_query_shift", None) is not None:
+        raise ValueError(f"a model trained with item_query='user' decodes with the fused children-only search "
+                         f"(normalize='children', trie fast path), not {what}")
+
+
 def _dead_follow_first(parent: np.ndarray, code: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Dead beams (parent -1) repeat beam 0's parent and code, so every row stays a valid prefix."""
     alive = parent >= 0
@@ -239,6 +249,7 @@ def _beam_search_fused(model, trie: SidTrie, level_starts, input_ids, attention_
     `head_weight`/`head_bias`): each level scores only the live beams' trie children (fused_head.py)."""
     n_users, width, n_levels = input_ids.shape[0], cfg.beam_width, trie.n_levels
     heads = child_head(trie, model.head_weight, model.head_bias, level_starts)
+    shift = getattr(model, "item_query_shift", None)  # (V, D): item level scored from the user state
     hidden, state = model.prefill_hidden(input_ids, attention_mask, position_ids)
     scores = np.zeros(n_users)
     nodes = np.zeros(n_users, dtype=np.int64)
@@ -250,8 +261,13 @@ def _beam_search_fused(model, trie: SidTrie, level_starts, input_ids, attention_
         parent, code = _dead_follow_first(parent, code)
         scores, nodes = best.ravel(), child.ravel()
         if d < n_levels - 1:
-            state = model.reorder(state, (np.arange(n_users)[:, None] * n_rows + parent).ravel())
-            hidden, state = model.step_hidden((code + level_starts[d]).ravel(), state)
+            rows = (np.arange(n_users)[:, None] * n_rows + parent).ravel()
+            tokens = (code + level_starts[d]).ravel()
+            if shift is not None and d == n_levels - 2:  # no transformer step: user state + prefix shift
+                hidden = np.ascontiguousarray(hidden[rows] + shift[tokens])
+            else:
+                state = model.reorder(state, rows)
+                hidden, state = model.step_hidden(tokens, state)
         n_rows = width
     items = np.where(nodes >= 0, trie.leaf_item[np.maximum(nodes, 0)], -1).reshape(n_users, width)
     return _topk_items(items, scores.reshape(n_users, width), cfg.top_k)

@@ -89,7 +89,7 @@ class _Head:
 
     def __init__(self, model_dir, vocab_size: int):
         self.model_dir = Path(model_dir)
-        self.head_weight, self.head_bias = load_head(model_dir)
+        self.head_weight, self.head_bias, self.item_query_shift = load_head(model_dir)
         if self.head_weight.shape[0] != vocab_size:
             raise ValueError(f"head.npz has {self.head_weight.shape[0]} rows for a vocabulary of {vocab_size}")
 

@@ -135,14 +135,21 @@ def export_manifest(vocab: SidVocab, model_config: dict, model_version: str, cod
             "torch_version": torch_version, "files": {"prefill": PREFILL, "step": STEP}, **(extra or {})}
 
 
-def save_head(onnx_dir, weight: np.ndarray, bias: np.ndarray) -> None:
-    np.savez(os.path.join(onnx_dir, HEAD), weight=np.ascontiguousarray(weight, dtype=np.float32),
-             bias=np.ascontiguousarray(bias, dtype=np.float32))
+def save_head(onnx_dir, weight: np.ndarray, bias: np.ndarray, query_shift: np.ndarray | None = None) -> None:
+    """head.npz: the output head (V, D) and bias (V,); query_shift (V, D) for an item_query="user" model (the
+    shift its decoder adds to a beam's user state after each prefix token, SeqModel.item_query_shift)."""
+    arrays = {"weight": np.ascontiguousarray(weight, dtype=np.float32),
+              "bias": np.ascontiguousarray(bias, dtype=np.float32)}
+    if query_shift is not None:
+        arrays["query_shift"] = np.ascontiguousarray(query_shift, dtype=np.float32)
+    np.savez(os.path.join(onnx_dir, HEAD), **arrays)
 
 
-def load_head(onnx_dir) -> tuple[np.ndarray, np.ndarray]:
+def load_head(onnx_dir) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(weight, bias, query_shift or None), as save_head wrote them."""
     with np.load(os.path.join(onnx_dir, HEAD)) as z:
-        return np.ascontiguousarray(z["weight"]), np.ascontiguousarray(z["bias"])
+        shift = np.ascontiguousarray(z["query_shift"]) if "query_shift" in z.files else None
+        return np.ascontiguousarray(z["weight"]), np.ascontiguousarray(z["bias"]), shift
 
 
 def write_export_manifest(onnx_dir: str, manifest: dict) -> None:

@@ -39,10 +39,20 @@ class SeqModelConfig:
     # P(item) = P(prefix) * P(item | prefix). Decoding then scores a beam's children only (decode/fused_head.py)
     # instead of the whole item level: the head per step is ~catalog / prefixes times smaller.
     item_softmax: Literal["level", "prefix"] = "level"
+    # Which state scores the item level: "step" = the hidden state after the prefix token ran through the
+    # transformer (one decoder step per beam); "user" = the user state that predicted the prefix plus a
+    # learned linear shift of the prefix token's embedding, so decoding runs no transformer step per beam:
+    # the prefill's hidden state scores every beam's children (decode/beam_search.py). Needs
+    # item_softmax="prefix" (the item is normalized within its prefix, which the shift conditions on).
+    item_query: Literal["step", "user"] = "step"
 
     def __post_init__(self) -> None:
         if self.item_softmax not in ("level", "prefix"):
             raise ValueError(f"item_softmax must be 'level' or 'prefix', got {self.item_softmax!r}")
+        if self.item_query not in ("step", "user"):
+            raise ValueError(f"item_query must be 'step' or 'user', got {self.item_query!r}")
+        if self.item_query == "user" and self.item_softmax != "prefix":
+            raise ValueError("item_query='user' needs item_softmax='prefix' (the item is scored within its prefix)")
 
     @property
     def head_dim(self) -> int:

@@ -104,7 +104,9 @@ def export_onnx(
                           "past_v": tuple(kv), "logits": (0,), "present_k": (1, 3), "present_v": (1, 3)},
                          cfg.opset, cfg.prefer_dynamo)
         w, b = model.head_weights()
-    save_head(Path(out_dir), w.detach().float().numpy(), b.detach().float().numpy())
+        shift = model.item_query_shift()
+    save_head(Path(out_dir), w.detach().float().numpy(), b.detach().float().numpy(),
+              None if shift is None else shift.detach().float().numpy())
     return export_manifest(vocab, model.cfg.to_dict(), model_version, codebook_version, cfg.opset,
                            {"prefill": e1, "step": e2}, torch.__version__, extra)
 

@@ -108,6 +108,8 @@ def fit_generator(sequences: list[np.ndarray], codes: np.ndarray, level_sizes: l
     model_cfg = replace(cfg.model, vocab_size=vocab.vocab_size, max_positions=max_positions)
     if content:
         model_cfg = replace(model_cfg, item_content_dim=int(item_content.shape[1]), item_tokens=item_level(vocab))
+    elif cfg.model.item_query == "user":
+        model_cfg = replace(model_cfg, item_tokens=item_level(vocab))
     centroids = None
     if content and cfg.model.item_codebooks:  # the content codes: fit on the training catalog only
         centroids = torch.from_numpy(fit_product_quantizer(item_content, cfg.model.item_codebooks,

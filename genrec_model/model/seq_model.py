@@ -159,6 +159,11 @@ class SeqModel(nn.Module):
             self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         if cfg.logit_bias:
             self.register_buffer("logit_bias", torch.zeros(cfg.vocab_size))
+        self.item_shift = None
+        if cfg.item_query == "user":
+            if not 0 < cfg.item_tokens[0] < cfg.item_tokens[1] <= cfg.vocab_size:
+                raise ValueError(f"item_query='user' needs the item token range (item_tokens), got {cfg.item_tokens}")
+            self.item_shift = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
         self._table_cache: torch.Tensor | None = None
         self.apply(self._init_weights)
         if cfg.item_content_dim and cfg.item_codebooks:  # a sum of M codes starts at the scale of one token
@@ -166,6 +171,8 @@ class SeqModel(nn.Module):
         for name, p in self.named_parameters():  # GPT-2 scaled init of residual projections
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+        if self.item_shift is not None:  # starts as the plain user state; learns what the prefix adds
+            nn.init.zeros_(self.item_shift.weight)
 
     def set_quantizer(self, centroids: torch.Tensor) -> None:
         """Product-quantizer centroids (item_codebooks, item_codebook_size, d / item_codebooks), fit on the
@@ -280,6 +287,25 @@ class SeqModel(nn.Module):
             ks.append(k)
             vs.append(v)
         return self.ln_f(x), torch.stack(ks), torch.stack(vs)
+
+    def item_states(self, h: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                    table: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden states h (B, T, D), h[:, t] predicting y[:, t] after inputs x (B, T) (x[:, t] = y[:, t-1]),
+        with the item level's states replaced as `cfg.item_query="user"` scores it: an item target at t is
+        scored from h[:, t-1] (the state that predicted its prefix) + item_shift(embedding of x[:, t], its
+        prefix token). Unchanged for "step" models."""
+        if self.item_shift is None:
+            return h
+        lo, hi = self.cfg.item_tokens
+        table = self.token_table() if table is None else table
+        prev = torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], dim=1)
+        shifted = prev + self.item_shift(F.embedding(x, table)).to(h.dtype)
+        return torch.where(((y >= lo) & (y < hi)).unsqueeze(-1), shifted, h)
+
+    def item_query_shift(self) -> torch.Tensor | None:
+        """(V, D) shift added to a beam's user state when it scores the item level after prefix token v
+        (`cfg.item_query="user"`), or None for "step" models (the decoder then runs a step per beam)."""
+        return None if self.item_shift is None else self.item_shift(self.token_table())
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, past_k=None, past_v=None):
         """Logits (B, T, V) and present_k/present_v (n_layer, B, H, P+T, hd)."""

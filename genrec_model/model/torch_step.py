@@ -22,10 +22,20 @@ class StepState:
 
 
 class TorchStepModel:
+    """Also the fused decoder's protocol (decode/beam_search.py `_beam_search_fused`): `prefill_hidden` /
+    `step_hidden` return final hidden states, `head_weight` / `head_bias` the output head and
+    `item_query_shift` the (V, D) shift of an `item_query="user"` model (None otherwise)."""
+
     def __init__(self, model: SeqModel, device: str | torch.device = "cpu"):
         self.model = model.eval()
         self.device = torch.device(device)
         self.vocab_size = model.cfg.vocab_size
+        with torch.no_grad():
+            w, b = model.head_weights()
+            shift = model.item_query_shift()
+        self.head_weight = np.ascontiguousarray(w.detach().float().cpu().numpy())
+        self.head_bias = np.ascontiguousarray(b.detach().float().cpu().numpy())
+        self.item_query_shift = None if shift is None else np.ascontiguousarray(shift.detach().float().cpu().numpy())
 
     def _t(self, a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(a), dtype=torch.long, device=self.device)
@@ -36,6 +46,20 @@ class TorchStepModel:
         h, k, v = self.model.hidden(ids, attention_mask=mask, position_ids=pos)
         logits = self.model.logits(h[:, -1])  # (B, V): left padding puts every row's last token last
         return logits.float().cpu().numpy(), StepState(k, v, mask, pos[:, -1] + 1)
+
+    @torch.no_grad()
+    def prefill_hidden(self, input_ids: np.ndarray, attention_mask: np.ndarray, position_ids: np.ndarray):
+        ids, mask, pos = self._t(input_ids), self._t(attention_mask), self._t(position_ids)
+        h, k, v = self.model.hidden(ids, attention_mask=mask, position_ids=pos)
+        return np.ascontiguousarray(h[:, -1].float().cpu().numpy()), StepState(k, v, mask, pos[:, -1] + 1)
+
+    @torch.no_grad()
+    def step_hidden(self, tokens: np.ndarray, state: StepState):
+        ids = self._t(tokens).reshape(-1, 1)  # (N, 1)
+        mask = torch.cat([state.attention_mask, torch.ones_like(ids)], dim=1)  # (N, P+1)
+        h, k, v = self.model.hidden(ids, attention_mask=mask, position_ids=state.next_position.unsqueeze(1),
+                                    past_k=state.past_k, past_v=state.past_v)
+        return np.ascontiguousarray(h[:, -1].float().cpu().numpy()), StepState(k, v, mask, state.next_position + 1)
 
     @torch.no_grad()
     def step(self, tokens: np.ndarray, state: StepState):

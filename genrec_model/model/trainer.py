@@ -105,6 +105,7 @@ def sequence_loss(
     """
     table = model.token_table()  # once per step: a content model computes its item rows here
     h, _, _ = model.hidden(x, table=table)  # (B, T, D), plain causal attention (right padding never seen)
+    h = model.item_states(h, x, y, table)
     sel = w > 0
     hs, ys, ws = h[sel], y[sel], w[sel]  # (M, D), (M,), (M,)
     if groups is None:
