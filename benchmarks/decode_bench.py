@@ -120,8 +120,34 @@ class Renormalize:
         return torch.log_softmax(scores, dim=-1)
 
 
+class UserStateItems:
+    """LogitsProcessor for an `item_query="user"` model: HF runs a decoder step on the prefix token and scores
+    the item level from it, which this model does not do; at the item level the scores become
+    (user state + shift[prefix token]) . W + b, the user state being the final hidden state that predicted the
+    prefix (kept by a hook on the final LayerNorm; every beam of a user shares it). Disallowed tokens stay
+    -inf; `Renormalize` then takes the log-softmax over the beam's children, as the model was trained."""
+
+    def __init__(self, hf, prompt_len: int, item_pos: int, weight, bias, shift):
+        self.prompt_len, self.item_pos = prompt_len, item_pos
+        self.weight, self.bias, self.shift = (torch.as_tensor(a) for a in (weight, bias, shift))
+        self.last = self.user = None
+        self.hook = hf.transformer.ln_f.register_forward_hook(self._keep)
+
+    def _keep(self, module, args, out):
+        self.last = out[:, -1]
+
+    def __call__(self, input_ids, scores):
+        pos = input_ids.shape[1] - self.prompt_len
+        if pos == self.item_pos - 1:
+            self.user = self.last.clone()
+        if pos == self.item_pos:
+            q = self.user + self.shift[input_ids[:, -1]]
+            scores = torch.where(torch.isfinite(scores), q @ self.weight.T + self.bias, scores)
+        return scores
+
+
 def hf_decode(hf, histories, dict_trie, token_to_item, vocab: SidVocab, cfg: BenchConfig,
-              normalize: str) -> tuple[np.ndarray, np.ndarray]:
+              normalize: str, user_head: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(items, scores) (U, top_k); batches of hf_batch users in order of history length (as our `decode`)."""
     n_levels = vocab.n_levels
     out = np.full((len(histories), cfg.top_k), -1, dtype=np.int64)
@@ -136,14 +162,19 @@ def hf_decode(hf, histories, dict_trie, token_to_item, vocab: SidVocab, cfg: Ben
             return dict_trie.get(tuple(sent[prompt:].tolist()), [])
 
         ranges = None if normalize == "children" else [vocab.level_range(d) for d in range(n_levels)]
+        procs = [Renormalize(prompt, ranges)]
+        if user_head is not None:  # (weight, bias, shift) of an item_query="user" model
+            procs.insert(0, UserStateItems(hf, prompt, n_levels - 1, *user_head))
         with torch.no_grad():
             gen = hf.generate(
                 input_ids=torch.as_tensor(ids), attention_mask=torch.as_tensor(mask), num_beams=cfg.beam,
                 num_return_sequences=cfg.top_k, max_new_tokens=n_levels, min_new_tokens=n_levels,
                 do_sample=False, early_stopping=True, length_penalty=0.0, prefix_allowed_tokens_fn=allowed,
-                logits_processor=LogitsProcessorList([Renormalize(prompt, ranges)]), pad_token_id=0,
+                logits_processor=LogitsProcessorList(procs), pad_token_id=0,
                 return_dict_in_generate=True, output_scores=True,
             )
+        if user_head is not None:
+            procs[0].hook.remove()
         new = gen.sequences[:, prompt:].numpy().reshape(-1, cfg.top_k, n_levels)
         seq_scores = gen.sequences_scores.numpy().reshape(-1, cfg.top_k)  # summed log-probs (length_penalty 0)
         for i, user, sc in zip(idx, new, seq_scores):
@@ -214,12 +245,15 @@ def trie_step_bench(cfg: BenchConfig, rng) -> tuple[float, float, float]:
 
 def macs_per_user(mc: dict, hist_len: float, head_cols: list[float], beam: int) -> float:
     """Multiply-adds of one user's decode: the history's tokens through the trunk once, then
-    len(head_cols) - 1 steps of `beam` rows; head_cols[d] = output-head columns computed per row at level d."""
+    len(head_cols) - 1 steps of `beam` rows; head_cols[d] = output-head columns computed per row at level d.
+    An item_query="user" model runs no trunk step before the item level (its head columns only)."""
     d, L = mc["d_model"], mc["n_layer"]
     per_token = L * (4 * d * d + 2 * d * mc["d_ff"])  # qkv + proj + mlp
     prefill = hist_len * per_token + L * 2 * d * hist_len * (hist_len + 1) / 2 + d * head_cols[0]
-    steps = sum(beam * (per_token + L * 2 * d * (hist_len + i + 1) + d * head_cols[i + 1])
-                for i in range(len(head_cols) - 1))
+    n_steps = len(head_cols) - 1
+    trunk_steps = n_steps - (1 if mc.get("item_query", "step") == "user" else 0)
+    steps = sum(beam * ((per_token + L * 2 * d * (hist_len + i + 1)) * (i < trunk_steps) + d * head_cols[i + 1])
+                for i in range(n_steps))
     return prefill + steps
 
 
@@ -252,7 +286,7 @@ def load_shipped(cfg):
     vocab = SidVocab.from_dict(manifest["vocab"])
     ckpt = torch.load(os.path.join(art.path, CHECKPOINT), map_location="cpu", weights_only=True)
     mc = ckpt["model_config"]
-    weight, bias = load_head(art.onnx_dir)
+    weight, bias, _ = load_head(art.onnx_dir)
     base = SeqModelConfig(**{**mc, "item_tokens": tuple(mc.get("item_tokens", (0, 0)))})
     model = plain_model(base, ckpt["state_dict"], torch.from_numpy(weight), torch.from_numpy(bias))
     return art.onnx_dir, manifest, item_ids, codes, vocab, model, art.max_history
@@ -326,8 +360,12 @@ def main() -> None:
     dict_trie = token_dict_trie(codes, vocab)
     token_to_item = {tuple(t): i for i, t in enumerate(item_tokens.tolist())}
     hist_hf = histories[: cfg.hf_users]
-    hf_decode(hf, hist_hf[:1], dict_trie, token_to_item, vocab, cfg, normalize)  # warm
-    (hf_items, hf_scores), t_hf = timed(hf_decode, hf, hist_hf, dict_trie, token_to_item, vocab, cfg, normalize)
+    user_head = None
+    if ort_model.item_query_shift is not None:
+        user_head = (ort_model.head_weight, ort_model.head_bias, ort_model.item_query_shift)
+    hf_decode(hf, hist_hf[:1], dict_trie, token_to_item, vocab, cfg, normalize, user_head)  # warm
+    (hf_items, hf_scores), t_hf = timed(hf_decode, hf, hist_hf, dict_trie, token_to_item, vocab, cfg, normalize,
+                                        user_head)
     hf_ups = len(hist_hf) / t_hf
     speedup = ups / hf_ups
     n = len(hist_hf)

@@ -119,3 +119,24 @@ def test_onnx_export_decodes_like_torch(tmp_path):
     got = decode(load_step_model(tmp_path, manifest=manifest), trie, VOCAB.level_starts, hist, cfg)
     np.testing.assert_array_equal(ref[0], got[0])
     np.testing.assert_allclose(ref[1], got[1], atol=1e-4)
+
+
+def test_hf_generate_baseline_scores_like_the_decoder():
+    """benchmarks/decode_bench.py's HF baseline for a user-state model (its LogitsProcessor) must give the
+    decoder's lists, or its speedup would compare different searches."""
+    pytest.importorskip("transformers")
+    from benchmarks.decode_bench import BenchConfig, hf_decode, token_dict_trie
+    from genrec_model.model.hf_compat import to_hf_gpt2
+
+    model, tokens = _model(3), VOCAB.codes_to_tokens(CODES)
+    step = TorchStepModel(model)
+    trie = build_trie(CODES, [4, 12])
+    hist = [history_tokens(np.array(h), tokens) for h in ([0, 1], [5, 6, 7, 8], [11], [2, 2, 9])]
+    ours, ours_s = decode(step, trie, VOCAB.level_starts, hist, BeamSearchConfig(beam_width=3, top_k=3,
+                                                                                 normalize="children"))
+    cfg = BenchConfig(beam=3, top_k=3)
+    token_to_item = {tuple(t): i for i, t in enumerate(tokens.tolist())}
+    hf_items, hf_s = hf_decode(to_hf_gpt2(model), hist, token_dict_trie(CODES, VOCAB), token_to_item, VOCAB, cfg,
+                               "children", (step.head_weight, step.head_bias, step.item_query_shift))
+    np.testing.assert_array_equal(ours, hf_items)
+    np.testing.assert_allclose(ours_s, hf_s, atol=1e-4)

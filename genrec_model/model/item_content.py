@@ -58,7 +58,8 @@ def plain_model(cfg, state: dict, table: torch.Tensor, bias: torch.Tensor) -> Se
     weights of `state` (a content model's or a plain model's state dict) -- what the export writes."""
     if not cfg.tie_weights:
         raise ValueError("plain_model needs tied input/output embeddings")
-    plain = SeqModel(replace(cfg, vocab_size=table.shape[0], item_content_dim=0, item_tokens=(0, 0),
+    item_tokens = cfg.item_tokens if cfg.item_query == "user" else (0, 0)  # the user-state item level needs it
+    plain = SeqModel(replace(cfg, vocab_size=table.shape[0], item_content_dim=0, item_tokens=item_tokens,
                              item_codebooks=0, logit_bias=True))
     state = {k: v for k, v in state.items()
              if not k.startswith(("item_encoder.", "item_code_emb.", "lm_head."))
