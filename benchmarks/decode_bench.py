@@ -121,33 +121,42 @@ class Renormalize:
 
 
 class UserStateItems:
-    """LogitsProcessor for an `item_query="user"` model: HF runs a decoder step on the prefix token and scores
-    the item level from it, which this model does not do; at the item level the scores become
-    (user state + shift[prefix token]) . W + b, the user state being the final hidden state that predicted the
-    prefix (kept by a hook on the final LayerNorm; every beam of a user shares it). Disallowed tokens stay
-    -inf; `Renormalize` then takes the log-softmax over the beam's children, as the model was trained."""
+    """LogitsProcessor for an `item_query` "user"/"attend" model: HF runs a decoder step on the prefix token and
+    scores the item level from it, which this model does not do; at the item level the scores become the
+    model's own (`SeqModel.item_states`: the state that predicted the prefix + the prefix shift, + for "attend"
+    the prefix's read of the history's final states, kept by a hook on the final LayerNorm at the prefill;
+    every beam of a user shares them). Disallowed tokens stay -inf; `Renormalize` then takes the log-softmax
+    over the beam's children, as the model was trained."""
 
-    def __init__(self, hf, prompt_len: int, item_pos: int, weight, bias, shift):
-        self.prompt_len, self.item_pos = prompt_len, item_pos
-        self.weight, self.bias, self.shift = (torch.as_tensor(a) for a in (weight, bias, shift))
-        self.last = self.user = None
+    def __init__(self, hf, model, prompt_len: int, item_pos: int, attention_mask: torch.Tensor):
+        self.model, self.prompt_len, self.item_pos, self.mask = model, prompt_len, item_pos, attention_mask.bool()
+        self.last = self.states = None
         self.hook = hf.transformer.ln_f.register_forward_hook(self._keep)
 
     def _keep(self, module, args, out):
-        self.last = out[:, -1]
+        self.last = out
 
     def __call__(self, input_ids, scores):
         pos = input_ids.shape[1] - self.prompt_len
         if pos == self.item_pos - 1:
-            self.user = self.last.clone()
+            self.states = self.last  # (B * beams, T, D): the prefill's final states
         if pos == self.item_pos:
-            q = self.user + self.shift[input_ids[:, -1]]
-            scores = torch.where(torch.isfinite(scores), q @ self.weight.T + self.bias, scores)
+            m, n = self.model, input_ids.shape[0]
+            table = m.token_table()
+            e = table[input_ids[:, -1]].unsqueeze(1)  # (N, 1, D) the prefix token
+            q = self.states[:, -1:] + m.item_shift(e)
+            if m.cfg.item_query == "attend":
+                k, v = m.item_keys(self.states)
+                mask = self.mask.repeat_interleave(n // self.mask.shape[0], dim=0).unsqueeze(1)  # (N, 1, T)
+                q = q + m.item_read(e, k, v, mask)
+            logits = m.logits(q[:, 0])
+            scores = torch.where(torch.isfinite(scores), logits, scores)
         return scores
 
 
 def hf_decode(hf, histories, dict_trie, token_to_item, vocab: SidVocab, cfg: BenchConfig,
-              normalize: str, user_head: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
+              normalize: str, user_model=None) -> tuple[np.ndarray, np.ndarray]:
+    """user_model: the SeqModel of an item_query "user"/"attend" model (its item level, `UserStateItems`)."""
     """(items, scores) (U, top_k); batches of hf_batch users in order of history length (as our `decode`)."""
     n_levels = vocab.n_levels
     out = np.full((len(histories), cfg.top_k), -1, dtype=np.int64)
@@ -163,8 +172,8 @@ def hf_decode(hf, histories, dict_trie, token_to_item, vocab: SidVocab, cfg: Ben
 
         ranges = None if normalize == "children" else [vocab.level_range(d) for d in range(n_levels)]
         procs = [Renormalize(prompt, ranges)]
-        if user_head is not None:  # (weight, bias, shift) of an item_query="user" model
-            procs.insert(0, UserStateItems(hf, prompt, n_levels - 1, *user_head))
+        if user_model is not None:
+            procs.insert(0, UserStateItems(hf, user_model, prompt, n_levels - 1, torch.as_tensor(mask)))
         with torch.no_grad():
             gen = hf.generate(
                 input_ids=torch.as_tensor(ids), attention_mask=torch.as_tensor(mask), num_beams=cfg.beam,
@@ -173,7 +182,7 @@ def hf_decode(hf, histories, dict_trie, token_to_item, vocab: SidVocab, cfg: Ben
                 logits_processor=LogitsProcessorList(procs), pad_token_id=0,
                 return_dict_in_generate=True, output_scores=True,
             )
-        if user_head is not None:
+        if user_model is not None:
             procs[0].hook.remove()
         new = gen.sequences[:, prompt:].numpy().reshape(-1, cfg.top_k, n_levels)
         seq_scores = gen.sequences_scores.numpy().reshape(-1, cfg.top_k)  # summed log-probs (length_penalty 0)
@@ -251,7 +260,7 @@ def macs_per_user(mc: dict, hist_len: float, head_cols: list[float], beam: int) 
     per_token = L * (4 * d * d + 2 * d * mc["d_ff"])  # qkv + proj + mlp
     prefill = hist_len * per_token + L * 2 * d * hist_len * (hist_len + 1) / 2 + d * head_cols[0]
     n_steps = len(head_cols) - 1
-    trunk_steps = n_steps - (1 if mc.get("item_query", "step") == "user" else 0)
+    trunk_steps = n_steps - (1 if mc.get("item_query", "step") != "step" else 0)
     steps = sum(beam * ((per_token + L * 2 * d * (hist_len + i + 1)) * (i < trunk_steps) + d * head_cols[i + 1])
                 for i in range(n_steps))
     return prefill + steps
@@ -360,12 +369,10 @@ def main() -> None:
     dict_trie = token_dict_trie(codes, vocab)
     token_to_item = {tuple(t): i for i, t in enumerate(item_tokens.tolist())}
     hist_hf = histories[: cfg.hf_users]
-    user_head = None
-    if ort_model.item_query_shift is not None:
-        user_head = (ort_model.head_weight, ort_model.head_bias, ort_model.item_query_shift)
-    hf_decode(hf, hist_hf[:1], dict_trie, token_to_item, vocab, cfg, normalize, user_head)  # warm
+    user_model = model if model.cfg.item_query != "step" else None
+    hf_decode(hf, hist_hf[:1], dict_trie, token_to_item, vocab, cfg, normalize, user_model)  # warm
     (hf_items, hf_scores), t_hf = timed(hf_decode, hf, hist_hf, dict_trie, token_to_item, vocab, cfg, normalize,
-                                        user_head)
+                                        user_model)
     hf_ups = len(hist_hf) / t_hf
     speedup = ups / hf_ups
     n = len(hist_hf)

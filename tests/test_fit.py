@@ -35,7 +35,7 @@ def _cfg(rep, refit=False, epochs=12, codebooks=0, item_softmax="level", item_qu
 @pytest.mark.parametrize("rep,codebooks,item_softmax,item_query",
                          [("free", 0, "level", "step"), ("content", 0, "level", "step"), ("content", 12, "level", "step"),
                           ("content", 12, "prefix", "step"), ("content", 12, "prefix", "user"),
-                          ("free", 0, "prefix", "user")])
+                          ("free", 0, "prefix", "user"), ("content", 12, "prefix", "attend")])
 def test_fit_learns_the_cycle(rep, codebooks, item_softmax, item_query):
     seqs, codes, content = _data()
     fitted = fit_generator(seqs, codes, [3, N_ITEMS], [""] * N_ITEMS,

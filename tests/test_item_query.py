@@ -1,6 +1,7 @@
-"""item_query="user": the item level is scored from the user state that predicted the prefix plus a learned
-shift of the prefix token; training, the candidate log-probs of alignment, and the fused decoder (torch and
-onnxruntime) must agree on that score."""
+"""item_query "user"/"attend": the item level is scored from the user state that predicted the prefix plus a
+learned shift of the prefix token (+ for "attend" a read of the history's final states with a query from the
+prefix); training, the candidate log-probs of alignment, the fused decoder (torch and onnxruntime) and the
+benchmark's HF baseline must agree on that score."""
 import numpy as np
 import pytest
 import torch
@@ -19,12 +20,17 @@ VOCAB = SidVocab((4, 12))  # 4 prefixes, 12 item tokens
 CODES = np.stack([np.arange(12) % 4, np.arange(12)], 1)  # prefix p holds items p, p+4, p+8
 
 
-def _model(seed=0) -> SeqModel:
+QUERIES = ["user", "attend"]
+
+
+def _model(seed=0, query="attend") -> SeqModel:
     torch.manual_seed(seed)
     lo, hi = VOCAB.level_range(1)
     m = SeqModel(SeqModelConfig(vocab_size=VOCAB.vocab_size, n_layer=1, n_head=2, d_model=16, d_ff=32, dropout=0.0,
-                                max_positions=32, item_softmax="prefix", item_query="user", item_tokens=(lo, hi)))
-    torch.nn.init.normal_(m.item_shift.weight, std=0.3)  # a trained shift is not zero
+                                max_positions=32, item_softmax="prefix", item_query=query, item_tokens=(lo, hi)))
+    torch.nn.init.normal_(m.item_shift.weight, std=0.3)  # trained weights are not zero
+    if query == "attend":
+        torch.nn.init.normal_(m.item_attn_o.weight, std=0.3)
     return m.eval()
 
 
@@ -36,13 +42,16 @@ def _exact_logprobs(model: SeqModel, history: np.ndarray) -> np.ndarray:
     h, _, _ = model.hidden(torch.as_tensor(history_tokens(history, tokens))[None])
     user = h[0, -1]
     w, b = (t.detach() for t in model.head_weights())
-    shift = model.item_query_shift()
     p_lo, p_hi = VOCAB.level_range(0)
     lp_prefix = torch.log_softmax(user @ w[p_lo:p_hi].T + b[p_lo:p_hi], -1)
     out = np.zeros(len(CODES))
     for p in range(4):
         items = np.flatnonzero(CODES[:, 0] == p)
-        q = user + shift[p_lo + p]
+        e = model.token_table()[p_lo + p].reshape(1, 1, -1)
+        q = user + model.item_shift(e)[0, 0]
+        if model.cfg.item_query == "attend":  # every history position, by hand
+            k, v = model.item_keys(h)
+            q = q + model.item_read(e, k, v, torch.ones(1, 1, h.shape[1], dtype=torch.bool))[0, 0]
         lp = torch.log_softmax(q @ w[tokens[items, 1]].T + b[tokens[items, 1]], -1)
         out[items] = (lp_prefix[p] + lp).numpy()
     return out
@@ -55,8 +64,9 @@ def test_config_needs_the_prefix_softmax():
         SeqModel(SeqModelConfig(vocab_size=20, item_softmax="prefix", item_query="user"))
 
 
-def test_training_loss_and_decoder_score_the_same_distribution():
-    model, tokens = _model(), VOCAB.codes_to_tokens(CODES)
+@pytest.mark.parametrize("query", QUERIES)
+def test_training_loss_and_decoder_score_the_same_distribution(query):
+    model, tokens = _model(0, query), VOCAB.codes_to_tokens(CODES)
     history = np.array([3, 7, 2])
     exact = _exact_logprobs(model, history)
     assert abs(np.logaddexp.reduce(exact)) < 1e-5  # a distribution over the catalog
@@ -78,10 +88,11 @@ def test_training_loss_and_decoder_score_the_same_distribution():
     np.testing.assert_allclose(scores[0], np.sort(exact)[::-1][:5], atol=1e-5)
 
 
-def test_alignment_candidate_logprobs_match():
+@pytest.mark.parametrize("query", QUERIES)
+def test_alignment_candidate_logprobs_match(query):
     from genrec_model.align.a2po import candidate_logprobs
 
-    model, tokens = _model(1), VOCAB.codes_to_tokens(CODES)
+    model, tokens = _model(1, query), VOCAB.codes_to_tokens(CODES)
     history = np.array([1, 2, 9, 4])
     exact = _exact_logprobs(model, history)
     ids, mask, pos = (torch.as_tensor(a) for a in left_pad([history_tokens(history, tokens)]))
@@ -96,20 +107,21 @@ def test_other_search_paths_refuse_a_user_state_model():
     model, tokens = _model(), VOCAB.codes_to_tokens(CODES)
     trie = build_trie(CODES, [4, 12])
     batch = left_pad([history_tokens(np.array([1, 2]), tokens)])
-    with pytest.raises(ValueError, match="item_query='user'"):
+    with pytest.raises(ValueError, match="item_query='user'/'attend'"):
         beam_search_reference(TorchStepModel(model), TrieConstraint(trie), trie, VOCAB.level_starts, *batch,
                               BeamSearchConfig(beam_width=4, top_k=2, normalize="children"))
-    with pytest.raises(ValueError, match="item_query='user'"):
+    with pytest.raises(ValueError, match="item_query='user'/'attend'"):
         decode(TorchStepModel(model), trie, VOCAB.level_starts, [batch[0][0]],
                BeamSearchConfig(beam_width=4, top_k=2, normalize="level"))
 
 
-def test_onnx_export_decodes_like_torch(tmp_path):
+@pytest.mark.parametrize("query", QUERIES)
+def test_onnx_export_decodes_like_torch(tmp_path, query):
     pytest.importorskip("onnxscript")
     from genrec_model.decode.ort_step import load_step_model
     from genrec_model.model.export import export_onnx, export_shared_step
 
-    model, tokens = _model(2), VOCAB.codes_to_tokens(CODES)
+    model, tokens = _model(2, query), VOCAB.codes_to_tokens(CODES)
     manifest = export_onnx(model, VOCAB, str(tmp_path), "m-test", "c-test")
     export_shared_step(model, tmp_path)
     trie = build_trie(CODES, [4, 12])
@@ -121,14 +133,15 @@ def test_onnx_export_decodes_like_torch(tmp_path):
     np.testing.assert_allclose(ref[1], got[1], atol=1e-4)
 
 
-def test_hf_generate_baseline_scores_like_the_decoder():
+@pytest.mark.parametrize("query", QUERIES)
+def test_hf_generate_baseline_scores_like_the_decoder(query):
     """benchmarks/decode_bench.py's HF baseline for a user-state model (its LogitsProcessor) must give the
     decoder's lists, or its speedup would compare different searches."""
     pytest.importorskip("transformers")
     from benchmarks.decode_bench import BenchConfig, hf_decode, token_dict_trie
     from genrec_model.model.hf_compat import to_hf_gpt2
 
-    model, tokens = _model(3), VOCAB.codes_to_tokens(CODES)
+    model, tokens = _model(3, query), VOCAB.codes_to_tokens(CODES)
     step = TorchStepModel(model)
     trie = build_trie(CODES, [4, 12])
     hist = [history_tokens(np.array(h), tokens) for h in ([0, 1], [5, 6, 7, 8], [11], [2, 2, 9])]
@@ -137,6 +150,6 @@ def test_hf_generate_baseline_scores_like_the_decoder():
     cfg = BenchConfig(beam=3, top_k=3)
     token_to_item = {tuple(t): i for i, t in enumerate(tokens.tolist())}
     hf_items, hf_s = hf_decode(to_hf_gpt2(model), hist, token_dict_trie(CODES, VOCAB), token_to_item, VOCAB, cfg,
-                               "children", (step.head_weight, step.head_bias, step.item_query_shift))
+                               "children", model)
     np.testing.assert_array_equal(ours, hf_items)
     np.testing.assert_allclose(ours_s, hf_s, atol=1e-4)

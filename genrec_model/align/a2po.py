@@ -111,8 +111,14 @@ def candidate_logprobs(model: SeqModel, hist_ids: torch.Tensor, hist_mask: torch
                                 past_v=v.repeat_interleave(G, dim=1), table=table)
         states.append(h2)
     hs = torch.cat(states, dim=1)  # (B*G, L, D): hs[:, l] predicts candidate token l
-    y = cand_tokens.reshape(B * G, L)
-    hs = model.item_states(hs, torch.cat([torch.zeros_like(y[:, :1]), y[:, :-1]], dim=1), y, table)
+    if model.item_shift is not None:  # the item level from the user state (+ a read of the history's states)
+        y = cand_tokens.reshape(B * G, L)
+        T = hist_ids.shape[1]
+        full = torch.cat([h.repeat_interleave(G, dim=0)[:, :-1], hs], dim=1)  # (B*G, T-1+L, D)
+        x = torch.cat([hist_ids.repeat_interleave(G, dim=0), y[:, :-1]], dim=1)
+        yy = torch.cat([torch.zeros_like(x[:, :T - 1]), y], dim=1)
+        keys = torch.cat([hist_mask.repeat_interleave(G, dim=0), torch.ones_like(y[:, :-1])], dim=1)
+        hs = model.item_states(full, x, yy, table, keys)[:, T - 1:]
     hs = hs.reshape(B * G * L, -1)
     return target_logprobs(model, hs, cand_tokens.reshape(-1), groups, siblings, table).reshape(B, G, L)
 

@@ -21,6 +21,7 @@ import numpy as np
 from genrec_model.decode.config import BeamSearchConfig
 from genrec_model.decode.constraints import Constraint, NoConstraint
 from genrec_model.decode.fused_head import child_head, topk_children_fused
+from genrec_model.decode.item_query import item_level_hidden
 from genrec_model.decode.top_width import insert_candidate
 from genrec_model.decode.trie import SidTrie
 
@@ -232,8 +233,8 @@ def beam_search_fast(
 def _needs_fused(model, what: str) -> None:
     """An item_query="user" model scores the item level from the user state (no step per beam): only the
     fused children-only search knows that; any other path would score it from a decoder step."""
-    if getattr(model, "item_query_shift", None) is not None:
-        raise ValueError(f"a model trained with item_query='user' decodes with the fused children-only search "
+    if getattr(model, "item_query_tables", None) is not None:
+        raise ValueError(f"a model trained with item_query='user'/'attend' decodes with the fused children-only search "
                          f"(normalize='children', trie fast path), not {what}")
 
 
@@ -249,7 +250,9 @@ def _beam_search_fused(model, trie: SidTrie, level_starts, input_ids, attention_
     `head_weight`/`head_bias`): each level scores only the live beams' trie children (fused_head.py)."""
     n_users, width, n_levels = input_ids.shape[0], cfg.beam_width, trie.n_levels
     heads = child_head(trie, model.head_weight, model.head_bias, level_starts)
-    shift = getattr(model, "item_query_shift", None)  # (V, D): item level scored from the user state
+    tables = getattr(model, "item_query_tables", None)  # item level scored from the user state, no step
+    if tables is not None and n_levels != 2:
+        raise ValueError(f"item_query='user'/'attend' decoding needs 2-level SIDs (prefix, item), got {n_levels}")
     hidden, state = model.prefill_hidden(input_ids, attention_mask, position_ids)
     scores = np.zeros(n_users)
     nodes = np.zeros(n_users, dtype=np.int64)
@@ -263,8 +266,8 @@ def _beam_search_fused(model, trie: SidTrie, level_starts, input_ids, attention_
         if d < n_levels - 1:
             rows = (np.arange(n_users)[:, None] * n_rows + parent).ravel()
             tokens = (code + level_starts[d]).ravel()
-            if shift is not None and d == n_levels - 2:  # no transformer step: user state + prefix shift
-                hidden = np.ascontiguousarray(hidden[rows] + shift[tokens])
+            if tables is not None:  # no transformer step: user state + prefix shift (+ history read)
+                hidden = item_level_hidden(hidden, rows, tokens, tables, state.item_kv, model.n_head)
             else:
                 state = model.reorder(state, rows)
                 hidden, state = model.step_hidden(tokens, state)

@@ -76,12 +76,13 @@ def _open_sessions(model_dir: str | Path, step_file: str, cfg: OrtConfig, expect
     return manifest, providers, prefill, step
 
 
-def _run_prefill(sess, input_ids, attention_mask, position_ids):
-    """prefill.onnx on int64 inputs -> (hidden (B, D), present_k, present_v, mask, position_ids)."""
+def _run_prefill(sess, input_ids, attention_mask, position_ids, item_keys: bool = False):
+    """prefill.onnx on int64 inputs -> (hidden (B, D), present_k, present_v, mask, position_ids, item_kv): item_kv
+    = (item_k, item_v, mask) of an item_query="attend" model when `item_keys`, else None."""
     ids, mask, pos = (np.ascontiguousarray(a, dtype=np.int64) for a in (input_ids, attention_mask, position_ids))
-    hidden, k, v = sess.run(["hidden", "present_k", "present_v"],
-                            {"input_ids": ids, "attention_mask": mask, "position_ids": pos})
-    return hidden, k, v, mask, pos
+    names = ["hidden", "present_k", "present_v"] + (["item_k", "item_v"] if item_keys else [])
+    out = sess.run(names, {"input_ids": ids, "attention_mask": mask, "position_ids": pos})
+    return out[0], out[1], out[2], mask, pos, ((out[3], out[4], mask) if item_keys else None)
 
 
 class _Head:
@@ -89,7 +90,7 @@ class _Head:
 
     def __init__(self, model_dir, vocab_size: int):
         self.model_dir = Path(model_dir)
-        self.head_weight, self.head_bias, self.item_query_shift = load_head(model_dir)
+        self.head_weight, self.head_bias, self.item_query_tables = load_head(model_dir)
         if self.head_weight.shape[0] != vocab_size:
             raise ValueError(f"head.npz has {self.head_weight.shape[0]} rows for a vocabulary of {vocab_size}")
 
@@ -106,6 +107,7 @@ class OrtStepModel(_Head):
         self.manifest, self.providers, self.prefill_sess, self.step_sess = _open_sessions(
             model_dir, STEP, cfg, expected_codebook_version, manifest)
         self.vocab_size = int(self.manifest["model_config"]["vocab_size"])
+        self.n_head = int(self.manifest["model_config"]["n_head"])
         super().__init__(model_dir, self.vocab_size)
 
     @property
@@ -113,7 +115,7 @@ class OrtStepModel(_Head):
         return "CUDAExecutionProvider" in self.prefill_sess.get_providers()
 
     def prefill(self, input_ids: np.ndarray, attention_mask: np.ndarray, position_ids: np.ndarray) -> tuple[np.ndarray, OrtState]:
-        hidden, k, v, mask, pos = _run_prefill(self.prefill_sess, input_ids, attention_mask, position_ids)
+        hidden, k, v, mask, pos, _ = _run_prefill(self.prefill_sess, input_ids, attention_mask, position_ids)
         return self._logits(hidden), OrtState(k, v, mask, pos[:, -1] + 1)
 
     def step(self, tokens: np.ndarray, state: OrtState) -> tuple[np.ndarray, OrtState]:
@@ -151,6 +153,7 @@ class SharedState:
     suffix_k: np.ndarray  # (n_layer, N, H, S, hd) KV of decoded tokens, N = B * W rows
     suffix_v: np.ndarray
     next_position: np.ndarray  # (N,) int64
+    item_kv: tuple | None = None  # item_query="attend", after prefill: (item_k, item_v (B, T, D), mask (B, T))
 
 
 class OrtSharedPrefixStepModel(_Head):
@@ -166,13 +169,15 @@ class OrtSharedPrefixStepModel(_Head):
         self.manifest, self.providers, self.prefill_sess, self.step_sess = _open_sessions(
             model_dir, SHARED_STEP, cfg, expected_codebook_version, manifest)
         self.vocab_size = int(self.manifest["model_config"]["vocab_size"])
+        self.n_head = int(self.manifest["model_config"]["n_head"])
         super().__init__(model_dir, self.vocab_size)
 
     def prefill_hidden(self, input_ids: np.ndarray, attention_mask: np.ndarray, position_ids: np.ndarray) -> tuple[np.ndarray, SharedState]:
-        hidden, k, v, mask, pos = _run_prefill(self.prefill_sess, input_ids, attention_mask, position_ids)
+        hidden, k, v, mask, pos, item_kv = _run_prefill(self.prefill_sess, input_ids, attention_mask, position_ids,
+                                                        self.item_query_tables is not None and "query_q" in self.item_query_tables)
         n_layer, b, h, _, hd = k.shape
         empty = np.zeros((n_layer, b, h, 0, hd), dtype=k.dtype)
-        return hidden, SharedState(k, v, mask, empty, empty, pos[:, -1] + 1)
+        return hidden, SharedState(k, v, mask, empty, empty, pos[:, -1] + 1, item_kv)
 
     def prefill(self, input_ids: np.ndarray, attention_mask: np.ndarray, position_ids: np.ndarray) -> tuple[np.ndarray, SharedState]:
         hidden, state = self.prefill_hidden(input_ids, attention_mask, position_ids)

@@ -135,21 +135,21 @@ def export_manifest(vocab: SidVocab, model_config: dict, model_version: str, cod
             "torch_version": torch_version, "files": {"prefill": PREFILL, "step": STEP}, **(extra or {})}
 
 
-def save_head(onnx_dir, weight: np.ndarray, bias: np.ndarray, query_shift: np.ndarray | None = None) -> None:
-    """head.npz: the output head (V, D) and bias (V,); query_shift (V, D) for an item_query="user" model (the
-    shift its decoder adds to a beam's user state after each prefix token, SeqModel.item_query_shift)."""
+def save_head(onnx_dir, weight: np.ndarray, bias: np.ndarray, query_tables: dict | None = None) -> None:
+    """head.npz: the output head (V, D) and bias (V,); for an item_query "user"/"attend" model also its
+    query tables (`SeqModel.item_query_tables`: query_shift, and query_q / query_o for "attend")."""
     arrays = {"weight": np.ascontiguousarray(weight, dtype=np.float32),
               "bias": np.ascontiguousarray(bias, dtype=np.float32)}
-    if query_shift is not None:
-        arrays["query_shift"] = np.ascontiguousarray(query_shift, dtype=np.float32)
+    for name, table in (query_tables or {}).items():
+        arrays[name] = np.ascontiguousarray(table, dtype=np.float32)
     np.savez(os.path.join(onnx_dir, HEAD), **arrays)
 
 
-def load_head(onnx_dir) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(weight, bias, query_shift or None), as save_head wrote them."""
+def load_head(onnx_dir) -> tuple[np.ndarray, np.ndarray, dict | None]:
+    """(weight, bias, query tables or None), as save_head wrote them."""
     with np.load(os.path.join(onnx_dir, HEAD)) as z:
-        shift = np.ascontiguousarray(z["query_shift"]) if "query_shift" in z.files else None
-        return np.ascontiguousarray(z["weight"]), np.ascontiguousarray(z["bias"]), shift
+        tables = {k: np.ascontiguousarray(z[k]) for k in z.files if k.startswith("query_")} or None
+        return np.ascontiguousarray(z["weight"]), np.ascontiguousarray(z["bias"]), tables
 
 
 def write_export_manifest(onnx_dir: str, manifest: dict) -> None:

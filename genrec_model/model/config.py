@@ -44,15 +44,19 @@ class SeqModelConfig:
     # learned linear shift of the prefix token's embedding, so decoding runs no transformer step per beam:
     # the prefill's hidden state scores every beam's children (decode/beam_search.py). Needs
     # item_softmax="prefix" (the item is normalized within its prefix, which the shift conditions on).
-    item_query: Literal["step", "user"] = "step"
+    # "attend" = "user" plus one attention read of the history's final states with a query made from the
+    # prefix token (what in the history relates to this prefix): per beam ~T x D multiply-adds instead of
+    # a transformer step over every layer.
+    item_query: Literal["step", "user", "attend"] = "step"
 
     def __post_init__(self) -> None:
         if self.item_softmax not in ("level", "prefix"):
             raise ValueError(f"item_softmax must be 'level' or 'prefix', got {self.item_softmax!r}")
-        if self.item_query not in ("step", "user"):
-            raise ValueError(f"item_query must be 'step' or 'user', got {self.item_query!r}")
-        if self.item_query == "user" and self.item_softmax != "prefix":
-            raise ValueError("item_query='user' needs item_softmax='prefix' (the item is scored within its prefix)")
+        if self.item_query not in ("step", "user", "attend"):
+            raise ValueError(f"item_query must be 'step', 'user' or 'attend', got {self.item_query!r}")
+        if self.item_query != "step" and self.item_softmax != "prefix":
+            raise ValueError(f"item_query={self.item_query!r} needs item_softmax='prefix' (the item is scored "
+                             "within its prefix)")
 
     @property
     def head_dim(self) -> int:

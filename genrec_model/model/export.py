@@ -27,6 +27,9 @@ class _Prefill(nn.Module):
 
     def forward(self, input_ids, attention_mask, position_ids):
         h, k, v = self.model.hidden(input_ids, attention_mask=attention_mask, position_ids=position_ids)
+        if self.model.cfg.item_query == "attend":  # the history's keys for the item level's read
+            ik, iv = self.model.item_keys(h)
+            return h[:, -1], k, v, ik, iv
         return h[:, -1], k, v  # left padding: the last column is every row's last token
 
 
@@ -93,20 +96,22 @@ def export_onnx(
     prefill_args, step_args = _sample_inputs(model)
     kv = {1: "batch", 3: "past"}
     with torch.no_grad():
+        attend = model.cfg.item_query == "attend"
         e1 = _export_one(_Prefill(model), prefill_args, os.path.join(out_dir, PREFILL),
                          ["input_ids", "attention_mask", "position_ids"],
                          {"input_ids": (0, 1), "attention_mask": (0, 1), "position_ids": (0, 1),
-                          "hidden": (0,), "present_k": (1, 3), "present_v": (1, 3)}, cfg.opset,
-                         cfg.prefer_dynamo, ("hidden", "present_k", "present_v"))
+                          "hidden": (0,), "present_k": (1, 3), "present_v": (1, 3),
+                          "item_k": (0, 1), "item_v": (0, 1)}, cfg.opset,
+                         cfg.prefer_dynamo, ("hidden", "present_k", "present_v") + (("item_k", "item_v") if attend else ()))
         e2 = _export_one(_Step(model), step_args, os.path.join(out_dir, STEP),
                          ["input_ids", "attention_mask", "position_ids", "past_k", "past_v"],
                          {"input_ids": (0,), "attention_mask": (0, 1), "position_ids": (0,), "past_k": tuple(kv),
                           "past_v": tuple(kv), "logits": (0,), "present_k": (1, 3), "present_v": (1, 3)},
                          cfg.opset, cfg.prefer_dynamo)
         w, b = model.head_weights()
-        shift = model.item_query_shift()
+        tables = model.item_query_tables()
     save_head(Path(out_dir), w.detach().float().numpy(), b.detach().float().numpy(),
-              None if shift is None else shift.detach().float().numpy())
+              None if tables is None else {k: t.detach().float().numpy() for k, t in tables.items()})
     return export_manifest(vocab, model.cfg.to_dict(), model_version, codebook_version, cfg.opset,
                            {"prefill": e1, "step": e2}, torch.__version__, extra)
 

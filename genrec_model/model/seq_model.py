@@ -160,10 +160,15 @@ class SeqModel(nn.Module):
         if cfg.logit_bias:
             self.register_buffer("logit_bias", torch.zeros(cfg.vocab_size))
         self.item_shift = None
-        if cfg.item_query == "user":
+        if cfg.item_query != "step":
             if not 0 < cfg.item_tokens[0] < cfg.item_tokens[1] <= cfg.vocab_size:
-                raise ValueError(f"item_query='user' needs the item token range (item_tokens), got {cfg.item_tokens}")
+                raise ValueError(f"item_query={cfg.item_query!r} needs the item token range (item_tokens), "
+                                 f"got {cfg.item_tokens}")
             self.item_shift = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        if cfg.item_query == "attend":
+            self.item_attn_q = nn.Linear(cfg.d_model, cfg.d_model)  # from the prefix token's embedding
+            self.item_attn_kv = nn.Linear(cfg.d_model, 2 * cfg.d_model)  # from the history's final states
+            self.item_attn_o = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
         self._table_cache: torch.Tensor | None = None
         self.apply(self._init_weights)
         if cfg.item_content_dim and cfg.item_codebooks:  # a sum of M codes starts at the scale of one token
@@ -173,6 +178,8 @@ class SeqModel(nn.Module):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
         if self.item_shift is not None:  # starts as the plain user state; learns what the prefix adds
             nn.init.zeros_(self.item_shift.weight)
+        if cfg.item_query == "attend":
+            nn.init.zeros_(self.item_attn_o.weight)
 
     def set_quantizer(self, centroids: torch.Tensor) -> None:
         """Product-quantizer centroids (item_codebooks, item_codebook_size, d / item_codebooks), fit on the
@@ -289,23 +296,59 @@ class SeqModel(nn.Module):
         return self.ln_f(x), torch.stack(ks), torch.stack(vs)
 
     def item_states(self, h: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-                    table: torch.Tensor | None = None) -> torch.Tensor:
+                    table: torch.Tensor | None = None, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Hidden states h (B, T, D), h[:, t] predicting y[:, t] after inputs x (B, T) (x[:, t] = y[:, t-1]),
-        with the item level's states replaced as `cfg.item_query="user"` scores it: an item target at t is
-        scored from h[:, t-1] (the state that predicted its prefix) + item_shift(embedding of x[:, t], its
-        prefix token). Unchanged for "step" models."""
+        with the item level's states replaced as `cfg.item_query` scores it: an item target at t is scored
+        from h[:, t-1] (the state that predicted its prefix) + item_shift(e), e = the embedding of x[:, t]
+        (its prefix token), + for "attend" an attention read of h[:, :t] with a query from e. Unchanged
+        for "step" models. key_mask (B, T) bool: positions the read may see (left padding excluded)."""
         if self.item_shift is None:
             return h
         lo, hi = self.cfg.item_tokens
         table = self.token_table() if table is None else table
-        prev = torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], dim=1)
-        shifted = prev + self.item_shift(F.embedding(x, table)).to(h.dtype)
-        return torch.where(((y >= lo) & (y < hi)).unsqueeze(-1), shifted, h)
+        e = F.embedding(x, table)
+        out = torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], dim=1) + self.item_shift(e).to(h.dtype)
+        if self.cfg.item_query == "attend":
+            T = h.shape[1]
+            earlier = torch.ones(T, T, dtype=torch.bool, device=h.device).tril(-1)  # keys strictly before
+            allowed = earlier.unsqueeze(0)
+            if key_mask is not None:
+                allowed = allowed & key_mask.bool().unsqueeze(1)
+            allowed = allowed | ~allowed.any(-1, keepdim=True)  # no key (never an item target): softmax defined
+            k, v = self.item_keys(h)
+            out = out + self.item_read(e, k, v, allowed).to(h.dtype)
+        return torch.where(((y >= lo) & (y < hi)).unsqueeze(-1), out, h)
 
-    def item_query_shift(self) -> torch.Tensor | None:
-        """(V, D) shift added to a beam's user state when it scores the item level after prefix token v
-        (`cfg.item_query="user"`), or None for "step" models (the decoder then runs a step per beam)."""
-        return None if self.item_shift is None else self.item_shift(self.token_table())
+    def item_keys(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """("attend") keys and values (B, S, D) of final hidden states (B, S, D) for `item_read`."""
+        k, v = self.item_attn_kv(states).split(self.cfg.d_model, dim=-1)
+        return k, v
+
+    def item_read(self, e: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        """("attend") item_attn_o(multi-head attention of queries item_attn_q(e) (B, Q, D) over keys/values
+        (B, S, D)), allowed (B or 1, Q, S) bool -> (B, Q, D). `decode/item_query.py` is its numpy twin."""
+        B, Q, D = e.shape
+        H = self.cfg.n_head
+        q = self.item_attn_q(e).view(B, Q, H, D // H).transpose(1, 2)  # (B, H, Q, hd)
+        kk = k.reshape(B, -1, H, D // H).transpose(1, 2)  # (B, H, S, hd)
+        vv = v.reshape(B, -1, H, D // H).transpose(1, 2)
+        att = (q @ kk.transpose(-2, -1)) / math.sqrt(D // H)
+        att = att.masked_fill(~allowed.unsqueeze(1), torch.finfo(att.dtype).min)
+        y = (torch.softmax(att, dim=-1) @ vv).transpose(1, 2).reshape(B, Q, D)
+        return self.item_attn_o(y)
+
+    def item_query_tables(self) -> dict[str, torch.Tensor] | None:
+        """What a decoder needs to score the item level without a step (`cfg.item_query` "user"/"attend"),
+        None for "step": query_shift (V, D) = item_shift of every token's embedding; for "attend" also
+        query_q (V, D) = item_attn_q of every token's embedding and query_o (D, D) = item_attn_o's weight."""
+        if self.item_shift is None:
+            return None
+        table = self.token_table()
+        out = {"query_shift": self.item_shift(table)}
+        if self.cfg.item_query == "attend":
+            out["query_q"] = self.item_attn_q(table)
+            out["query_o"] = self.item_attn_o.weight
+        return out
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, past_k=None, past_v=None):
         """Logits (B, T, V) and present_k/present_v (n_layer, B, H, P+T, hd)."""

@@ -19,23 +19,27 @@ class StepState:
     past_v: torch.Tensor
     attention_mask: torch.Tensor  # (N, P) int64
     next_position: torch.Tensor  # (N,) int64, position id of the next token
+    item_kv: tuple | None = None  # item_query="attend", after prefill: (k, v, mask) numpy (B, T, D), (B, T)
 
 
 class TorchStepModel:
     """Also the fused decoder's protocol (decode/beam_search.py `_beam_search_fused`): `prefill_hidden` /
     `step_hidden` return final hidden states, `head_weight` / `head_bias` the output head and
-    `item_query_shift` the (V, D) shift of an `item_query="user"` model (None otherwise)."""
+    `item_query_tables` what an `item_query` "user"/"attend" model's item level needs (None for "step",
+    decode/item_query.py)."""
 
     def __init__(self, model: SeqModel, device: str | torch.device = "cpu"):
         self.model = model.eval()
         self.device = torch.device(device)
         self.vocab_size = model.cfg.vocab_size
+        self.n_head = model.cfg.n_head
         with torch.no_grad():
             w, b = model.head_weights()
-            shift = model.item_query_shift()
+            tables = model.item_query_tables()
         self.head_weight = np.ascontiguousarray(w.detach().float().cpu().numpy())
         self.head_bias = np.ascontiguousarray(b.detach().float().cpu().numpy())
-        self.item_query_shift = None if shift is None else np.ascontiguousarray(shift.detach().float().cpu().numpy())
+        self.item_query_tables = None if tables is None else {
+            k: np.ascontiguousarray(t.detach().float().cpu().numpy()) for k, t in tables.items()}
 
     def _t(self, a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(a), dtype=torch.long, device=self.device)
@@ -51,7 +55,12 @@ class TorchStepModel:
     def prefill_hidden(self, input_ids: np.ndarray, attention_mask: np.ndarray, position_ids: np.ndarray):
         ids, mask, pos = self._t(input_ids), self._t(attention_mask), self._t(position_ids)
         h, k, v = self.model.hidden(ids, attention_mask=mask, position_ids=pos)
-        return np.ascontiguousarray(h[:, -1].float().cpu().numpy()), StepState(k, v, mask, pos[:, -1] + 1)
+        item_kv = None
+        if self.model.cfg.item_query == "attend":
+            ik, iv = self.model.item_keys(h)
+            item_kv = (ik.float().cpu().numpy(), iv.float().cpu().numpy(), np.asarray(attention_mask))
+        return (np.ascontiguousarray(h[:, -1].float().cpu().numpy()),
+                StepState(k, v, mask, pos[:, -1] + 1, item_kv))
 
     @torch.no_grad()
     def step_hidden(self, tokens: np.ndarray, state: StepState):
