@@ -41,7 +41,9 @@ def test_fit_learns_the_cycle(rep, codebooks, item_softmax, item_query):
     fitted = fit_generator(seqs, codes, [3, N_ITEMS], [""] * N_ITEMS,
                            _cfg(rep, codebooks=codebooks, item_softmax=item_softmax, item_query=item_query),
                            item_content=content)
-    assert fitted.result.best_metrics["recall@10"] > 0.75 and fitted.result.best_epoch > 0  # right prefix, random item: .5
+    assert fitted.result.best_metrics["recall@10"] > 0.75  # right prefix, random item: .5
+    losses = [h["train_loss"] for h in fitted.result.history]
+    assert losses[-1] < 0.5 * losses[0], losses  # it learned, whichever epoch validation picked
     if rep == "content":  # no per-item parameters: the table has no rows for the item level
         assert fitted.model.wte.weight.shape[0] == fitted.vocab.vocab_size - N_ITEMS
 
