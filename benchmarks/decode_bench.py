@@ -255,7 +255,9 @@ def trie_step_bench(cfg: BenchConfig, rng) -> tuple[float, float, float]:
 def macs_per_user(mc: dict, hist_len: float, head_cols: list[float], beam: int) -> float:
     """Multiply-adds of one user's decode: the history's tokens through the trunk once, then
     len(head_cols) - 1 steps of `beam` rows; head_cols[d] = output-head columns computed per row at level d.
-    An item_query="user" model runs no trunk step before the item level (its head columns only)."""
+    An item_query "user"/"attend" model runs no trunk step before the item level: its head columns, and for
+    "attend" the history's read keys once (2 x D x D per history token) and per beam the read (2 x T x D)
+    and its output (D x D)."""
     d, L = mc["d_model"], mc["n_layer"]
     per_token = L * (4 * d * d + 2 * d * mc["d_ff"])  # qkv + proj + mlp
     prefill = hist_len * per_token + L * 2 * d * hist_len * (hist_len + 1) / 2 + d * head_cols[0]
@@ -263,6 +265,8 @@ def macs_per_user(mc: dict, hist_len: float, head_cols: list[float], beam: int) 
     trunk_steps = n_steps - (1 if mc.get("item_query", "step") != "step" else 0)
     steps = sum(beam * ((per_token + L * 2 * d * (hist_len + i + 1)) * (i < trunk_steps) + d * head_cols[i + 1])
                 for i in range(n_steps))
+    if mc.get("item_query", "step") == "attend":
+        steps += hist_len * 2 * d * d + beam * (2 * d * hist_len + d * d)
     return prefill + steps
 
 
