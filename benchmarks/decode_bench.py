@@ -144,12 +144,11 @@ class UserStateItems:
             m, n = self.model, input_ids.shape[0]
             table = m.token_table()
             e = table[input_ids[:, -1]].unsqueeze(1)  # (N, 1, D) the prefix token
-            q = self.states[:, -1:] + m.item_shift(e)
+            keys = None
             if m.cfg.item_query == "attend":
-                k, v = m.item_keys(self.states)
                 mask = self.mask.repeat_interleave(n // self.mask.shape[0], dim=0).unsqueeze(1)  # (N, 1, T)
-                q = q + m.item_read(e, k, v, mask)
-            logits = m.logits(q[:, 0])
+                keys = (*m.item_keys(self.states), mask)
+            logits = m.logits(m.item_query_state(self.states[:, -1:], e, keys)[:, 0])
             scores = torch.where(torch.isfinite(scores), logits, scores)
         return scores
 
@@ -267,6 +266,7 @@ def macs_per_user(mc: dict, hist_len: float, head_cols: list[float], beam: int) 
                 for i in range(n_steps))
     if mc.get("item_query", "step") == "attend":
         steps += hist_len * 2 * d * d + beam * (2 * d * hist_len + d * d)
+    steps += beam * 2 * d * mc.get("item_query_mlp", 0)
     return prefill + steps
 
 

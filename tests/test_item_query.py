@@ -20,17 +20,21 @@ VOCAB = SidVocab((4, 12))  # 4 prefixes, 12 item tokens
 CODES = np.stack([np.arange(12) % 4, np.arange(12)], 1)  # prefix p holds items p, p+4, p+8
 
 
-QUERIES = ["user", "attend"]
+QUERIES = ["user", "attend", "attend+mlp"]
 
 
 def _model(seed=0, query="attend") -> SeqModel:
     torch.manual_seed(seed)
     lo, hi = VOCAB.level_range(1)
+    query, _, mlp = query.partition("+")
     m = SeqModel(SeqModelConfig(vocab_size=VOCAB.vocab_size, n_layer=1, n_head=2, d_model=16, d_ff=32, dropout=0.0,
-                                max_positions=32, item_softmax="prefix", item_query=query, item_tokens=(lo, hi)))
+                                max_positions=32, item_softmax="prefix", item_query=query, item_tokens=(lo, hi),
+                                item_query_mlp=24 if mlp else 0))
     torch.nn.init.normal_(m.item_shift.weight, std=0.3)  # trained weights are not zero
     if query == "attend":
         torch.nn.init.normal_(m.item_attn_o.weight, std=0.3)
+    if mlp:
+        torch.nn.init.normal_(m.item_mlp[2].weight, std=0.3)
     return m.eval()
 
 
@@ -48,10 +52,10 @@ def _exact_logprobs(model: SeqModel, history: np.ndarray) -> np.ndarray:
     for p in range(4):
         items = np.flatnonzero(CODES[:, 0] == p)
         e = model.token_table()[p_lo + p].reshape(1, 1, -1)
-        q = user + model.item_shift(e)[0, 0]
-        if model.cfg.item_query == "attend":  # every history position, by hand
-            k, v = model.item_keys(h)
-            q = q + model.item_read(e, k, v, torch.ones(1, 1, h.shape[1], dtype=torch.bool))[0, 0]
+        keys = None
+        if model.cfg.item_query == "attend":  # every history position
+            keys = (*model.item_keys(h), torch.ones(1, 1, h.shape[1], dtype=torch.bool))
+        q = model.item_query_state(user.reshape(1, 1, -1), e, keys)[0, 0]
         lp = torch.log_softmax(q @ w[tokens[items, 1]].T + b[tokens[items, 1]], -1)
         out[items] = (lp_prefix[p] + lp).numpy()
     return out

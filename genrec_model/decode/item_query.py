@@ -11,15 +11,28 @@ import numpy as np
 
 
 def item_level_hidden(user_hidden: np.ndarray, rows: np.ndarray, tokens: np.ndarray, tables: dict,
-                      keys: tuple | None, n_head: int) -> np.ndarray:
+                      keys: tuple | None, n_head: int, layer_norm_eps: float = 1e-5) -> np.ndarray:
     """(N, D) float32 states scoring the item level for N beam rows grouped by user (B users x W beams,
     `rows` (N,) = each row's user, in user order): user_hidden (B, D) from the prefill, tokens (N,) each beam's
     prefix token, tables (`head.npz` / `SeqModel.item_query_tables`): query_shift (V, D) and, for "attend",
-    query_q (V, D), query_o (D, D); keys ("attend"): (k (B, T, D), v (B, T, D), mask (B, T), 1 = history)."""
+    query_q (V, D), query_o (D, D), with item_query_mlp the query_ln_* / query_fc_* / query_proj_* weights; keys
+    ("attend"): (k (B, T, D), v (B, T, D), mask (B, T), 1 = history)."""
     rows = np.asarray(rows, dtype=np.int64)
     out = user_hidden[rows] + tables["query_shift"][tokens]
-    if "query_q" not in tables:
-        return np.ascontiguousarray(out, dtype=np.float32)
+    if "query_q" in tables:
+        out = out + _read(rows, tokens, tables, keys, n_head)
+    if "query_fc_w" in tables:  # z + MLP(LayerNorm(z)), GELU (tanh) as the model's
+        mu = out.mean(axis=1, keepdims=True)
+        var = ((out - mu) ** 2).mean(axis=1, keepdims=True)
+        z = (out - mu) / np.sqrt(var + np.float32(layer_norm_eps)) * tables["query_ln_w"] + tables["query_ln_b"]
+        a = z @ tables["query_fc_w"].T + tables["query_fc_b"]
+        a = 0.5 * a * (1.0 + np.tanh(np.float32(np.sqrt(2.0 / np.pi)) * (a + np.float32(0.044715) * a ** 3)))
+        out = out + a @ tables["query_proj_w"].T + tables["query_proj_b"]
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def _read(rows, tokens, tables: dict, keys: tuple | None, n_head: int) -> np.ndarray:
+    """("attend") query_o (attention of query_q[tokens] over each row's user's history keys): (N, D)."""
     if keys is None:
         raise ValueError("an item_query='attend' model needs the history's keys from the prefill (item_k, item_v)")
     k, v, mask = keys
@@ -36,5 +49,4 @@ def item_level_hidden(user_hidden: np.ndarray, rows: np.ndarray, tokens: np.ndar
     att = np.exp(att - att.max(axis=-1, keepdims=True))
     att /= att.sum(axis=-1, keepdims=True)
     y = (att @ vv).transpose(0, 2, 1, 3).reshape(B * W, D)  # (N, D)
-    out = out + y @ tables["query_o"].T
-    return np.ascontiguousarray(out, dtype=np.float32)
+    return y @ tables["query_o"].T

@@ -48,12 +48,17 @@ class SeqModelConfig:
     # prefix token (what in the history relates to this prefix): per beam ~T x D multiply-adds instead of
     # a transformer step over every layer.
     item_query: Literal["step", "user", "attend"] = "step"
+    # > 0 ("user"/"attend"): the item-level state z also passes z + MLP(LayerNorm(z)) with this hidden width
+    # (per beam 2 x D x width multiply-adds): the nonlinearity a decoder step would have given.
+    item_query_mlp: int = 0
 
     def __post_init__(self) -> None:
         if self.item_softmax not in ("level", "prefix"):
             raise ValueError(f"item_softmax must be 'level' or 'prefix', got {self.item_softmax!r}")
         if self.item_query not in ("step", "user", "attend"):
             raise ValueError(f"item_query must be 'step', 'user' or 'attend', got {self.item_query!r}")
+        if self.item_query_mlp and self.item_query == "step":
+            raise ValueError("item_query_mlp needs item_query 'user' or 'attend'")
         if self.item_query != "step" and self.item_softmax != "prefix":
             raise ValueError(f"item_query={self.item_query!r} needs item_softmax='prefix' (the item is scored "
                              "within its prefix)")

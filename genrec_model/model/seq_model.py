@@ -169,6 +169,11 @@ class SeqModel(nn.Module):
             self.item_attn_q = nn.Linear(cfg.d_model, cfg.d_model)  # from the prefix token's embedding
             self.item_attn_kv = nn.Linear(cfg.d_model, 2 * cfg.d_model)  # from the history's final states
             self.item_attn_o = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        self.item_mlp = None
+        if cfg.item_query_mlp:
+            self.item_ln = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+            self.item_mlp = nn.Sequential(nn.Linear(cfg.d_model, cfg.item_query_mlp), nn.GELU(approximate="tanh"),
+                                          nn.Linear(cfg.item_query_mlp, cfg.d_model))
         self._table_cache: torch.Tensor | None = None
         self.apply(self._init_weights)
         if cfg.item_content_dim and cfg.item_codebooks:  # a sum of M codes starts at the scale of one token
@@ -180,6 +185,8 @@ class SeqModel(nn.Module):
             nn.init.zeros_(self.item_shift.weight)
         if cfg.item_query == "attend":
             nn.init.zeros_(self.item_attn_o.weight)
+        if self.item_mlp is not None:
+            nn.init.zeros_(self.item_mlp[2].weight)
 
     def set_quantizer(self, centroids: torch.Tensor) -> None:
         """Product-quantizer centroids (item_codebooks, item_codebook_size, d / item_codebooks), fit on the
@@ -307,7 +314,8 @@ class SeqModel(nn.Module):
         lo, hi = self.cfg.item_tokens
         table = self.token_table() if table is None else table
         e = F.embedding(x, table)
-        out = torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], dim=1) + self.item_shift(e).to(h.dtype)
+        prev = torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], dim=1)
+        keys = None
         if self.cfg.item_query == "attend":
             T = h.shape[1]
             earlier = torch.ones(T, T, dtype=torch.bool, device=h.device).tril(-1)  # keys strictly before
@@ -315,9 +323,22 @@ class SeqModel(nn.Module):
             if key_mask is not None:
                 allowed = allowed & key_mask.bool().unsqueeze(1)
             allowed = allowed | ~allowed.any(-1, keepdim=True)  # no key (never an item target): softmax defined
-            k, v = self.item_keys(h)
-            out = out + self.item_read(e, k, v, allowed).to(h.dtype)
+            keys = (*self.item_keys(h), allowed)
+        out = self.item_query_state(prev, e, keys).to(h.dtype)
         return torch.where(((y >= lo) & (y < hi)).unsqueeze(-1), out, h)
+
+    def item_query_state(self, prev: torch.Tensor, e: torch.Tensor, keys: tuple | None = None) -> torch.Tensor:
+        """The item level's state (B, Q, D) from the state that predicted the prefix prev (B, Q, D) and the prefix
+        token's embedding e (B, Q, D): prev + item_shift(e), + ("attend") item_read(e, *keys) with keys =
+        (k, v, allowed) of `item_keys`, then z + item_mlp(item_ln(z)) when `item_query_mlp`. The one
+        definition training, alignment, the torch decoder and the HF baseline use (numpy twin:
+        decode/item_query.py)."""
+        out = prev + self.item_shift(e)
+        if self.cfg.item_query == "attend":
+            out = out + self.item_read(e, *keys)
+        if self.item_mlp is not None:
+            out = out + self.item_mlp(self.item_ln(out))
+        return out
 
     def item_keys(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """("attend") keys and values (B, S, D) of final hidden states (B, S, D) for `item_read`."""
@@ -340,7 +361,8 @@ class SeqModel(nn.Module):
     def item_query_tables(self) -> dict[str, torch.Tensor] | None:
         """What a decoder needs to score the item level without a step (`cfg.item_query` "user"/"attend"),
         None for "step": query_shift (V, D) = item_shift of every token's embedding; for "attend" also
-        query_q (V, D) = item_attn_q of every token's embedding and query_o (D, D) = item_attn_o's weight."""
+        query_q (V, D) = item_attn_q of every token's embedding and query_o (D, D) = item_attn_o's weight;
+        with item_query_mlp the LayerNorm and MLP weights (query_ln_*, query_fc_*, query_proj_*)."""
         if self.item_shift is None:
             return None
         table = self.token_table()
@@ -348,6 +370,10 @@ class SeqModel(nn.Module):
         if self.cfg.item_query == "attend":
             out["query_q"] = self.item_attn_q(table)
             out["query_o"] = self.item_attn_o.weight
+        if self.item_mlp is not None:
+            out.update(query_ln_w=self.item_ln.weight, query_ln_b=self.item_ln.bias,
+                       query_fc_w=self.item_mlp[0].weight, query_fc_b=self.item_mlp[0].bias,
+                       query_proj_w=self.item_mlp[2].weight, query_proj_b=self.item_mlp[2].bias)
         return out
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, past_k=None, past_v=None):
