@@ -157,3 +157,19 @@ def test_hf_generate_baseline_scores_like_the_decoder(query):
                                "children", model)
     np.testing.assert_array_equal(ours, hf_items)
     np.testing.assert_allclose(ours_s, hf_s, atol=1e-4)
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_the_exported_plain_model_keeps_the_item_query(query):
+    """export materializes a content model as a plain one (item_content.plain_model): the step-free item level
+    must survive it."""
+    from genrec_model.model.item_content import plain_model
+
+    model = _model(4, query)
+    w, b = model.head_weights()
+    plain = plain_model(model.cfg, model.state_dict(), w.detach().clone(), b.detach().clone())
+    with torch.no_grad():
+        want, got = model.item_query_tables(), plain.item_query_tables()
+        assert sorted(want) == sorted(got)
+        for k in want:
+            torch.testing.assert_close(got[k], want[k])

@@ -58,7 +58,7 @@ def plain_model(cfg, state: dict, table: torch.Tensor, bias: torch.Tensor) -> Se
     weights of `state` (a content model's or a plain model's state dict) -- what the export writes."""
     if not cfg.tie_weights:
         raise ValueError("plain_model needs tied input/output embeddings")
-    item_tokens = cfg.item_tokens if cfg.item_query == "user" else (0, 0)  # the user-state item level needs it
+    item_tokens = cfg.item_tokens if cfg.item_query != "step" else (0, 0)  # the step-free item level needs it
     plain = SeqModel(replace(cfg, vocab_size=table.shape[0], item_content_dim=0, item_tokens=item_tokens,
                              item_codebooks=0, logit_bias=True))
     state = {k: v for k, v in state.items()
