@@ -26,7 +26,7 @@ def item_level_hidden(user_hidden: np.ndarray, rows: np.ndarray, tokens: np.ndar
         var = ((out - mu) ** 2).mean(axis=1, keepdims=True)
         z = (out - mu) / np.sqrt(var + np.float32(layer_norm_eps)) * tables["query_ln_w"] + tables["query_ln_b"]
         a = z @ tables["query_fc_w"].T + tables["query_fc_b"]
-        a = 0.5 * a * (1.0 + np.tanh(np.float32(np.sqrt(2.0 / np.pi)) * (a + np.float32(0.044715) * a ** 3)))
+        a = 0.5 * a * (1.0 + np.tanh(np.float32(np.sqrt(2.0 / np.pi)) * (a + np.float32(0.044715) * (a * a * a))))  # a*a*a: ** is ~200x slower
         out = out + a @ tables["query_proj_w"].T + tables["query_proj_b"]
     return np.ascontiguousarray(out, dtype=np.float32)
 
