@@ -20,7 +20,7 @@ VOCAB = SidVocab((4, 12))  # 4 prefixes, 12 item tokens
 CODES = np.stack([np.arange(12) % 4, np.arange(12)], 1)  # prefix p holds items p, p+4, p+8
 
 
-QUERIES = ["user", "attend", "attend+mlp"]
+QUERIES = ["user", "attend", "attend+mlp", "attend+uq"]
 
 
 def _model(seed=0, query="attend") -> SeqModel:
@@ -29,11 +29,11 @@ def _model(seed=0, query="attend") -> SeqModel:
     query, _, mlp = query.partition("+")
     m = SeqModel(SeqModelConfig(vocab_size=VOCAB.vocab_size, n_layer=1, n_head=2, d_model=16, d_ff=32, dropout=0.0,
                                 max_positions=32, item_softmax="prefix", item_query=query, item_tokens=(lo, hi),
-                                item_query_mlp=24 if mlp else 0))
+                                item_query_mlp=24 if mlp == "mlp" else 0, item_read_user=mlp == "uq"))
     torch.nn.init.normal_(m.item_shift.weight, std=0.3)  # trained weights are not zero
     if query == "attend":
         torch.nn.init.normal_(m.item_attn_o.weight, std=0.3)
-    if mlp:
+    if mlp == "mlp":
         torch.nn.init.normal_(m.item_mlp[2].weight, std=0.3)
     return m.eval()
 

@@ -20,7 +20,7 @@ def item_level_hidden(user_hidden: np.ndarray, rows: np.ndarray, tokens: np.ndar
     rows = np.asarray(rows, dtype=np.int64)
     out = user_hidden[rows] + tables["query_shift"][tokens]
     if "query_q" in tables:
-        out = out + _read(rows, tokens, tables, keys, n_head)
+        out = out + _read(user_hidden, rows, tokens, tables, keys, n_head)
     if "query_fc_w" in tables:  # z + MLP(LayerNorm(z)), GELU (tanh) as the model's
         mu = out.mean(axis=1, keepdims=True)
         var = ((out - mu) ** 2).mean(axis=1, keepdims=True)
@@ -31,7 +31,7 @@ def item_level_hidden(user_hidden: np.ndarray, rows: np.ndarray, tokens: np.ndar
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def _read(rows, tokens, tables: dict, keys: tuple | None, n_head: int) -> np.ndarray:
+def _read(user_hidden, rows, tokens, tables: dict, keys: tuple | None, n_head: int) -> np.ndarray:
     """("attend") query_o (attention of query_q[tokens] over each row's user's history keys): (N, D)."""
     if keys is None:
         raise ValueError("an item_query='attend' model needs the history's keys from the prefill (item_k, item_v)")
@@ -41,7 +41,10 @@ def _read(rows, tokens, tables: dict, keys: tuple | None, n_head: int) -> np.nda
     if len(rows) != B * W or not (rows == np.repeat(np.arange(B), W)).all():
         raise ValueError("item_level_hidden: rows must be W beams per user, in user order")
     hd = D // n_head
-    q = tables["query_q"][tokens].reshape(B, W, n_head, hd).transpose(0, 2, 1, 3)  # (B, H, W, hd)
+    q = tables["query_q"][tokens]
+    if "query_uq" in tables:  # item_read_user: + a map of the user's state, once per user
+        q = (q.reshape(B, W, D) + (user_hidden @ tables["query_uq"].T)[:, None, :]).reshape(B * W, D)
+    q = q.reshape(B, W, n_head, hd).transpose(0, 2, 1, 3)  # (B, H, W, hd)
     kk = k.reshape(B, T, n_head, hd).transpose(0, 2, 3, 1)  # (B, H, hd, T)
     vv = v.reshape(B, T, n_head, hd).transpose(0, 2, 1, 3)  # (B, H, T, hd)
     att = (q @ kk) * np.float32(1.0 / np.sqrt(hd))  # (B, H, W, T)

@@ -51,12 +51,17 @@ class SeqModelConfig:
     # > 0 ("user"/"attend"): the item-level state z also passes z + MLP(LayerNorm(z)) with this hidden width
     # (per beam 2 x D x width multiply-adds): the nonlinearity a decoder step would have given.
     item_query_mlp: int = 0
+    # ("attend") the read's query also sees the state that predicted the prefix (+ a linear map of it; one
+    # vector per user at decode time), not only the prefix token.
+    item_read_user: bool = False
 
     def __post_init__(self) -> None:
         if self.item_softmax not in ("level", "prefix"):
             raise ValueError(f"item_softmax must be 'level' or 'prefix', got {self.item_softmax!r}")
         if self.item_query not in ("step", "user", "attend"):
             raise ValueError(f"item_query must be 'step', 'user' or 'attend', got {self.item_query!r}")
+        if self.item_read_user and self.item_query != "attend":
+            raise ValueError("item_read_user needs item_query 'attend'")
         if self.item_query_mlp and self.item_query == "step":
             raise ValueError("item_query_mlp needs item_query 'user' or 'attend'")
         if self.item_query != "step" and self.item_softmax != "prefix":

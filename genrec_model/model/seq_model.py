@@ -169,6 +169,8 @@ class SeqModel(nn.Module):
             self.item_attn_q = nn.Linear(cfg.d_model, cfg.d_model)  # from the prefix token's embedding
             self.item_attn_kv = nn.Linear(cfg.d_model, 2 * cfg.d_model)  # from the history's final states
             self.item_attn_o = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+            if cfg.item_read_user:
+                self.item_attn_uq = nn.Linear(cfg.d_model, cfg.d_model, bias=False)  # from the user state
         self.item_mlp = None
         if cfg.item_query_mlp:
             self.item_ln = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
@@ -335,7 +337,7 @@ class SeqModel(nn.Module):
         decode/item_query.py)."""
         out = prev + self.item_shift(e)
         if self.cfg.item_query == "attend":
-            out = out + self.item_read(e, *keys)
+            out = out + self.item_read(e, *keys, prev=prev)
         if self.item_mlp is not None:
             out = out + self.item_mlp(self.item_ln(out))
         return out
@@ -345,12 +347,16 @@ class SeqModel(nn.Module):
         k, v = self.item_attn_kv(states).split(self.cfg.d_model, dim=-1)
         return k, v
 
-    def item_read(self, e: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    def item_read(self, e: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor,
+                  prev: torch.Tensor | None = None) -> torch.Tensor:
         """("attend") item_attn_o(multi-head attention of queries item_attn_q(e) (B, Q, D) over keys/values
         (B, S, D)), allowed (B or 1, Q, S) bool -> (B, Q, D). `decode/item_query.py` is its numpy twin."""
         B, Q, D = e.shape
         H = self.cfg.n_head
-        q = self.item_attn_q(e).view(B, Q, H, D // H).transpose(1, 2)  # (B, H, Q, hd)
+        q = self.item_attn_q(e)
+        if self.cfg.item_read_user:  # prev: the state that predicted the prefix (B, Q, D)
+            q = q + self.item_attn_uq(prev)
+        q = q.view(B, Q, H, D // H).transpose(1, 2)  # (B, H, Q, hd)
         kk = k.reshape(B, -1, H, D // H).transpose(1, 2)  # (B, H, S, hd)
         vv = v.reshape(B, -1, H, D // H).transpose(1, 2)
         att = (q @ kk.transpose(-2, -1)) / math.sqrt(D // H)
@@ -370,6 +376,8 @@ class SeqModel(nn.Module):
         if self.cfg.item_query == "attend":
             out["query_q"] = self.item_attn_q(table)
             out["query_o"] = self.item_attn_o.weight
+            if self.cfg.item_read_user:
+                out["query_uq"] = self.item_attn_uq.weight
         if self.item_mlp is not None:
             out.update(query_ln_w=self.item_ln.weight, query_ln_b=self.item_ln.bias,
                        query_fc_w=self.item_mlp[0].weight, query_fc_b=self.item_mlp[0].bias,
