@@ -342,7 +342,7 @@ def main() -> None:
         c = BeamSearchConfig(beam_width=cfg.beam, top_k=cfg.top_k, users_per_call=calls, normalize=normalize)
         _, t = timed(decode, ort_model, trie, vocab.level_starts, histories, c)
         print(f"  users per call {calls}: {len(histories) / t:.1f} users/s", flush=True)
-    if normalize == "children":
+    if normalize == "children" and ort_model.item_query_tables is None:  # a step-free item level has no "level" twin
         full = BeamSearchConfig(beam_width=cfg.beam, top_k=cfg.top_k, users_per_call=cfg.users_per_call, normalize="level")
         (_, _), t_level = timed(decode, ort_model, trie, vocab.level_starts, histories, full)
         print(f"  the same graphs with the whole level's logits (normalize=level, numpy head): "
