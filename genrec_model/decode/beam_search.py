@@ -231,7 +231,7 @@ def beam_search_fast(
 
 
 def _needs_fused(model, what: str) -> None:
-    """An item_query="user" model scores the item level from the user state (no step per beam): only the
+    """An item_query "user"/"attend" model scores the item level from the user state (no step per beam): only the
     fused children-only search knows that; any other path would score it from a decoder step."""
     if getattr(model, "item_query_tables", None) is not None:
         raise ValueError(f"a model trained with item_query='user'/'attend' decodes with the fused children-only search "
