@@ -267,7 +267,8 @@ def _beam_search_fused(model, trie: SidTrie, level_starts, input_ids, attention_
             rows = (np.arange(n_users)[:, None] * n_rows + parent).ravel()
             tokens = (code + level_starts[d]).ravel()
             if tables is not None:  # no transformer step: user state + prefix shift (+ history read)
-                hidden = item_level_hidden(hidden, rows, tokens, tables, state.item_kv, model.n_head)
+                hidden = item_level_hidden(hidden, rows, tokens, tables, state.item_kv, model.n_head,
+                                           model.layer_norm_eps)
             else:
                 state = model.reorder(state, rows)
                 hidden, state = model.step_hidden(tokens, state)

@@ -11,7 +11,7 @@ import numpy as np
 
 
 def item_level_hidden(user_hidden: np.ndarray, rows: np.ndarray, tokens: np.ndarray, tables: dict,
-                      keys: tuple | None, n_head: int, layer_norm_eps: float = 1e-5) -> np.ndarray:
+                      keys: tuple | None, n_head: int, layer_norm_eps: float) -> np.ndarray:
     """(N, D) float32 states scoring the item level for N beam rows grouped by user (B users x W beams,
     `rows` (N,) = each row's user, in user order): user_hidden (B, D) from the prefill, tokens (N,) each beam's
     prefix token, tables (`head.npz` / `SeqModel.item_query_tables`): query_shift (V, D) and, for "attend",

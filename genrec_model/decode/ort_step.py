@@ -108,6 +108,7 @@ class OrtStepModel(_Head):
             model_dir, STEP, cfg, expected_codebook_version, manifest)
         self.vocab_size = int(self.manifest["model_config"]["vocab_size"])
         self.n_head = int(self.manifest["model_config"]["n_head"])
+        self.layer_norm_eps = float(self.manifest["model_config"].get("layer_norm_eps", 1e-5))
         super().__init__(model_dir, self.vocab_size)
 
     @property
@@ -170,6 +171,7 @@ class OrtSharedPrefixStepModel(_Head):
             model_dir, SHARED_STEP, cfg, expected_codebook_version, manifest)
         self.vocab_size = int(self.manifest["model_config"]["vocab_size"])
         self.n_head = int(self.manifest["model_config"]["n_head"])
+        self.layer_norm_eps = float(self.manifest["model_config"].get("layer_norm_eps", 1e-5))
         super().__init__(model_dir, self.vocab_size)
 
     def prefill_hidden(self, input_ids: np.ndarray, attention_mask: np.ndarray, position_ids: np.ndarray) -> tuple[np.ndarray, SharedState]:

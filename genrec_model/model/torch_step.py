@@ -32,7 +32,7 @@ class TorchStepModel:
         self.model = model.eval()
         self.device = torch.device(device)
         self.vocab_size = model.cfg.vocab_size
-        self.n_head = model.cfg.n_head
+        self.n_head, self.layer_norm_eps = model.cfg.n_head, model.cfg.layer_norm_eps
         with torch.no_grad():
             w, b = model.head_weights()
             tables = model.item_query_tables()
