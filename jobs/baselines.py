@@ -1,9 +1,10 @@
-"""Stage `baselines`: most-popular, SASRec (full-softmax cross-entropy) and content-knn lists for the
+"""Stage `baselines`: most-popular, SASRec (full-softmax cross-entropy), content-knn and item-transition lists for the
 evaluation splits, written to `recommendations` under their own `model` value so `evaluate` scores them
 with exactly the same code as the generative model.
 
 Cold-start protocol (data.cold_item_share > 0): popularity and SASRec learn from no interaction with a
-withheld item (genrec_model/baselines/cold_start.py); content-knn reads item text embeddings only.
+withheld item (genrec_model/baselines/cold_start.py); content-knn reads item text embeddings only; transition
+counts the split's histories without a withheld item's event (genrec_model/serve/transitions.py).
 
     spark-submit jobs/baselines.py --conf conf/beauty.yaml run_date=2026-11-24
 """
@@ -114,6 +115,23 @@ def run(ctx: JobContext) -> None:
             hist = [ex.history for _, ex in cases[split]]  # cold items included: text is all it needs
             emit("content_knn", version, split, users,
                  content_knn_rank(matrix, hist, k, cfg.content_knn, hist if filter_seen else None))
+    if "transition" in cfg.models:
+        from genrec_model.data.splits import split_history
+        from genrec_model.serve.popularity import popularity_order
+        from genrec_model.serve.transitions import count_transitions, transition_rank
+
+        # the table genrec's ranker reads (recommend.serving.transitions): each split's histories, no cold event
+        tcfg = ctx.cfg.recommend.serving.transitions
+        version = f"transition-{stable_hash(dataclasses.asdict(tcfg), 8)}"
+        order = popularity_order(counts)
+        for split in splits:
+            table = count_transitions([warm_only(split_history(s, split), cold) for s in sequences], len(items), tcfg)
+            users = [u for u, _ in cases[split]]
+            hist = [ex.history for _, ex in cases[split]]
+            ranked, filled = transition_rank(table, hist, k, tcfg, order, hist if filter_seen else None)
+            emit("transition", version, split, users, ranked, filled)
+            ctx.counts[f"transition_{split}_pairs"] = table.nnz
+            ctx.counts[f"transition_{split}_filled_users"] = int(filled.sum())
     out = ctx.spark.createDataFrame(pd.concat(frames, ignore_index=True), spark_schema(RECOMMENDATIONS))
     result = ctx.write(out, RECOMMENDATIONS, replace_partitions=[
         {"run_date": ctx.run_date, "split": s, "model": m} for s in splits for m in cfg.models])

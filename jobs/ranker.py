@@ -13,6 +13,7 @@ for (recommend refuses another model). The pipeline runs it after export when `r
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import sys
@@ -33,6 +34,7 @@ def run(ctx: JobContext) -> None:
     from jobs.recommend import decodable_items, load_judge
     from udfs.recommend_fns import beam_configs, build_decoder, known_histories, popularity_per_item
     from udfs.split_fns import history_item_counts
+    from udfs.transition_fns import transition_table
 
     rc, fit = ctx.cfg.recommend, ctx.cfg.recommend.ranker_fit
     model = read_model(ctx.cfg.artifact_path("models"), rc.model_version)
@@ -57,9 +59,14 @@ def run(ctx: JobContext) -> None:
     beam, _ = beam_configs(rc, manifest["model_config"])
     toks = [history_tokens(h, dec.item_tokens) for h in recent]
     cands, log_prob = decode(dec.step_model, dec.trie, dec.level_starts, toks, beam)
-    popularity = popularity_per_item(history_item_counts(interactions, ["valid"], None)["valid"], item_ids)
+    data = ctx.cfg.data
+    popularity = popularity_per_item(history_item_counts(interactions, ["valid"], None, data.cold_item_share,
+                                                         data.cold_seed)["valid"], item_ids)
     judge, side = load_judge(ctx, item_ids, codes)
-    feats = candidate_features(judge, side.with_popularity(popularity), recent, cands, log_prob)
+    tcfg = rc.serving.transitions
+    table = transition_table(interactions, "valid", None, item_ids, tcfg, data.cold_item_share, data.cold_seed)
+    ctx.counts["transition_pairs"] = table.nnz
+    feats = candidate_features(judge, side.with_popularity(popularity), recent, cands, log_prob, (table, tcfg))
     valid = (cands >= 0) & (log_prob > -np.inf)
     if rc.serving.filter_seen:
         valid &= ~np.stack([np.isin(c, h) for c, h in zip(cands, histories)])
@@ -75,7 +82,8 @@ def run(ctx: JobContext) -> None:
                        manifest["codebook_version"], "judge_version": judge.manifest["version"],
                        "dataset": ctx.cfg.data.dataset, "run_id": ctx.run_id, "users": int(len(target)),
                        "users_target_in_candidates": int((cols >= 0).sum()), "beam_width": beam.beam_width,
-                       "candidates": beam.top_k, "config_hash": ctx.cfg.config_hash()}
+                       "candidates": beam.top_k, "transitions": dataclasses.asdict(tcfg),
+                       "config_hash": ctx.cfg.config_hash()}
     ranker.save(os.path.join(root, version))
     publish_latest(root, version)
     weights = dict(zip(ranker.features, ranker.weights.round(4).tolist()))
@@ -99,10 +107,12 @@ def _validation_sample(interactions, n: int, seed: int):
 
 def _holdout_report(feats: np.ndarray, valid: np.ndarray, cols: np.ndarray, half: np.ndarray, fit) -> dict:
     """Recall/NDCG@k on the second half of the users: log-prob alone, log-prob + alpha * judge (alpha chosen on
-    the first half by NDCG@k) and a ranker fit on the first half."""
-    from genrec_model.serve.ranker import FEATURES, fit_ranker, ranked_metrics
+    the first half by NDCG@k), the transition score alone (log-prob breaks its ties), and rankers fit on the
+    first half: on the judge's features only and on every feature."""
+    from genrec_model.serve.ranker import FEATURES, JUDGE_FEATURES, fit_ranker, ranked_metrics
 
-    lp, jd = FEATURES.index("log_prob"), FEATURES.index("judge")
+    lp, jd, tr = FEATURES.index("log_prob"), FEATURES.index("judge"), FEATURES.index("transition")
+    n_judge = len(JUDGE_FEATURES)
 
     def judge_sum(rows, alpha):
         return np.where(valid[rows], feats[rows, :, lp] + alpha * feats[rows, :, jd], -np.inf)
@@ -111,8 +121,12 @@ def _holdout_report(feats: np.ndarray, valid: np.ndarray, cols: np.ndarray, half
     key = f"ndcg@{fit.k}"
     alpha = max(fit.compare_alphas, key=lambda x: (ranked_metrics(judge_sum(a, x), cols[a], fit.k)[key], -x))
     first_half = fit_ranker(feats[a], valid[a], cols[a], fit.l2)
+    judge_only = fit_ranker(feats[a][..., :n_judge], valid[a], cols[a], fit.l2)
+    transition = np.where(valid[b], feats[b, :, tr] + 1e-6 * feats[b, :, lp], -np.inf)
     out = {"holdout.users": float(len(b)), "holdout.judge_alpha": float(alpha)}
     for name, scores in (("log_prob", judge_sum(b, 0.0)), ("judge_rerank", judge_sum(b, alpha)),
+                         ("transition", transition),
+                         ("ranker_judge_features", judge_only.score(feats[b][..., :n_judge], valid[b])),
                          ("ranker", first_half.score(feats[b], valid[b]))):
         out.update({f"holdout.{name}.{m}": v for m, v in ranked_metrics(scores, cols[b], fit.k).items()})
     return out

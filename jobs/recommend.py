@@ -9,6 +9,7 @@ the `item_sids` snapshot it would decode against.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import sys
@@ -27,6 +28,7 @@ def run(ctx: JobContext) -> None:
     from genrec_model.model.artifacts import read_export, read_model
     from udfs.recommend_fns import OUT_DDL, DecodeInputs, beam_configs, make_recommend_fn, popularity_per_item
     from udfs.split_fns import histories_df, history_item_counts
+    from udfs.transition_fns import transition_table
 
     cfg = ctx.cfg.recommend
     t0 = time.perf_counter()
@@ -61,14 +63,21 @@ def run(ctx: JobContext) -> None:
         generated_at = dt.datetime.now(dt.timezone.utc)
         as_of = run_date if ctx.cfg.start_date else None
         parts = []
-        counts = history_item_counts(interactions, cfg.splits, as_of)  # popularity fill of every split, one pass
+        data = ctx.cfg.data  # withheld items' events count in no collaborative signal (cold-start protocol)
+        counts = history_item_counts(interactions, cfg.splits, as_of, data.cold_item_share, data.cold_seed)
         for split in cfg.splits:
             hist = histories_df(interactions, split, as_of)
             popularity = popularity_per_item(counts[split], item_ids)
             judged = None
             if judge is not None:  # the judge's popularity aspect: this split's histories, as the fill
                 judged = (judge, judge_items.with_popularity(popularity))
-            inputs = DecodeInputs(popularity, beam, cfg.serving, categories, new_beam, judged, ranker)
+            transitions = None
+            if ranker is not None:  # the ranker's collaborative features: this split's histories
+                table = transition_table(interactions, split, as_of, item_ids, cfg.serving.transitions,
+                                         data.cold_item_share, data.cold_seed)
+                transitions = (table, cfg.serving.transitions)
+                ctx.counts[f"{split}.transition_pairs"] = table.nnz
+            inputs = DecodeInputs(popularity, beam, cfg.serving, categories, new_beam, judged, ranker, transitions)
             split_dir = model.onnx_dir_for(split)  # `serve`: the refit on every event, when trained with one
             fn = make_recommend_fn(f"{version}:{os.path.basename(split_dir)}:{ctx.run_id}", split_dir, item_ids, codes,
                                    model.max_history, cfg.use_gpu, manifest["codebook_version"], inputs, seen)
@@ -151,6 +160,11 @@ def load_ranker(ctx: JobContext, model_version: str, codebook_version: str):
     if fit_for != (model_version, codebook_version):
         raise RuntimeError(f"ranker {version} was fit for model {fit_for[0]} on codebook {fit_for[1]}, not "
                            f"{model_version} on {codebook_version}: run `genrec run ranker` (nothing was written)")
+    transitions = dataclasses.asdict(ctx.cfg.recommend.serving.transitions)
+    if ranker.manifest.get("transitions") != transitions:
+        raise RuntimeError(f"ranker {version} was fit on transition features counted with "
+                           f"{ranker.manifest.get('transitions')}, not recommend.serving.transitions={transitions}: "
+                           "run `genrec run ranker` (nothing was written)")
     ctx.counts["ranker_users"] = ranker.manifest.get("users", 0)
     log_event(ctx.job, "ranker", version=version, weights=dict(zip(ranker.features, ranker.weights.round(4).tolist())))
     return ranker

@@ -31,7 +31,7 @@ def test_baselines_never_learn_from_cold_items(spark, tmp_path, monkeypatch):
     cfg = load_config(None, ["data.dataset=mini", "data.path=/unused", f"lakehouse.root={tmp_path / 'lake'}",
                              f"artifacts.root={tmp_path / 'art'}", "run_date=2024-06-01",
                              "data.cold_item_share=0.2", "data.cold_seed=0",
-                             "baselines.models=[popularity, sasrec, content_knn]", "baselines.content_knn.n_recent=1",
+                             "baselines.models=[popularity, sasrec, content_knn, transition]", "baselines.content_knn.n_recent=1",
                              "baselines.sasrec.d_model=8", "baselines.sasrec.n_head=2", "baselines.sasrec.d_ff=16",
                              "baselines.sasrec_train.max_epochs=2", "recommend.serving.top_k=5",
                              "recommend.serving.filter_seen=true", "recommend.splits=[test, valid]"])
@@ -70,4 +70,10 @@ def test_baselines_never_learn_from_cold_items(spark, tmp_path, monkeypatch):
     assert bool(test.loc[("sasrec", "u6"), "is_fallback"]) and items[("sasrec", "u6")] == ["i2", "i3", "i1", "i4", "i5"]
     assert not test.loc["sasrec"].drop(index="u6")["is_fallback"].any()
     assert ctx.counts["sasrec_test_fallback_users"] == 1
-    assert set(recs["model"]) == {"popularity", "sasrec", "content_knn"} and set(recs["split"]) == {"test", "valid"}
+    # transition (test histories without i0): i6 -> i7 (u5), i6 -> i2 at distance 2, i4 -> i6, i1 -> i4, i6; seen
+    # items removed, then the popularity order fills the list, where the never-counted i0 comes last
+    assert items[("transition", "u3")] == ["i7", "i2", "i3", "i5", "i0"]
+    assert bool(test.loc[("transition", "u3"), "is_fallback"])
+    assert ctx.counts["transition_test_pairs"] > 0 and ctx.counts["transition_valid_pairs"] > 0
+    assert set(recs["model"]) == {"popularity", "sasrec", "content_knn", "transition"}
+    assert set(recs["split"]) == {"test", "valid"}

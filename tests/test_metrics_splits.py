@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from genrec_model.data.splits import split_sequence
+from genrec_model.data.splits import cold_item_mask, split_sequence
 from genrec_model.evaluation.metrics import hit_ranks, paired_bootstrap, per_user_gains, recall_ndcg_at_k
 
 
@@ -87,3 +87,22 @@ def test_history_item_counts_match_each_splits_histories(spark):
             want = Counter(i for r in histories_df(inter, split, as_of).collect() for i in r["history"])
             assert got[split].to_dict() == dict(want), (split, as_of)
     assert got["serve"].sum() > got["test"].sum() > got["valid"].sum() > 0
+
+
+@pytest.mark.spark
+def test_history_item_counts_never_count_a_withheld_item(spark):
+    """With the cold-start protocol, serving's popularity (and the judge's popularity aspect) is a collaborative
+    signal like the baselines': a withheld item counts 0, every other item as without withholding."""
+    from udfs.split_fns import history_item_counts
+
+    ids = [f"i{j}" for j in range(12)]
+    cold = dict(zip(ids, cold_item_mask(ids, 0.3, 2)))
+    assert any(cold.values())
+    rows = [(f"u{u}", ids[(u * 5 + p) % 12], p) for u in range(30) for p in range(1 + u % 5)]
+    inter = spark.createDataFrame(rows, "user_id string, item_id string, seq_pos int")
+    splits = ("serve", "test", "valid")
+    full = history_item_counts(inter, splits, None)
+    warm = history_item_counts(inter, splits, None, 0.3, 2)
+    for split in splits:
+        assert not any(cold[i] for i in warm[split].index), split
+        assert warm[split].to_dict() == {i: c for i, c in full[split].items() if not cold[i]}, split

@@ -4,8 +4,10 @@ import pytest
 
 from genrec_model.align.config import JudgeConfig
 from genrec_model.align.judge import ItemSide, SemanticJudge
+from genrec_model.serve.config import TransitionConfig
 from genrec_model.serve.ranker import (FEATURES, Ranker, candidate_features, fit_ranker, ranked_metrics,
                                        target_columns)
+from genrec_model.serve.transitions import count_transitions, transition_features
 
 
 def _judge(n_aspects=5, d=4):
@@ -14,15 +16,20 @@ def _judge(n_aspects=5, d=4):
                          manifest={"version": "j-test"})
 
 
-def test_features_are_the_judge_and_its_aspects_and_padding_is_zero():
+def test_features_are_the_judge_its_aspects_and_the_transitions_and_padding_is_zero():
     rng = np.random.default_rng(0)
     items = ItemSide.build(rng.normal(size=(30, 4)), np.arange(30), np.arange(30) // 5)
     judge = _judge()
     hist = [np.array([1, 2, 3]), np.array([7])]
     cands = np.array([[4, 5, -1], [8, 9, 10]])
     lp = np.array([[-1.0, -2.0, -np.inf], [-0.5, -1.5, -3.0]])
-    f = candidate_features(judge, items, hist, cands, lp, chunk=1)
+    tcfg = TransitionConfig(window=1)
+    table = count_transitions([np.array([3, 4, 5]), np.array([7, 9]), np.array([7, 8])], 30, tcfg)
+    f = candidate_features(judge, items, hist, cands, lp, (table, tcfg), chunk=1)
     assert f.shape == (2, 3, len(FEATURES)) and np.isfinite(f).all()
+    tr = FEATURES.index("transition")
+    np.testing.assert_allclose(f[:, :, tr:tr + 2], transition_features(table, hist, cands, tcfg))
+    assert f[0, 0, tr] > 0 and f[1, 1, tr] > 0 and f[1, 2, tr] == 0  # 3 -> 4 and 7 -> 9 were counted
     np.testing.assert_array_equal(f[0, 2], 0.0)
     np.testing.assert_allclose(f[:, :2, 0], lp[:, :2])
     np.testing.assert_allclose(f[:, :, 1], np.where(cands >= 0, judge.score(items, hist, np.maximum(cands, 0)), 0),
@@ -31,7 +38,7 @@ def test_features_are_the_judge_and_its_aspects_and_padding_is_zero():
     assert f[1, 0, FEATURES.index("closest")] == pytest.approx(closest, abs=1e-5)
 
 
-def _synthetic(rng, users=3000, c=20, true_w=(1.0, 0.0, 0.0, 0.0, 2.0, 0.5)):
+def _synthetic(rng, users=3000, c=20, true_w=(1.0, 0.0, 0.0, 0.0, 2.0, 0.5, 0.7, 0.0)):
     """Candidates whose held-out item is drawn from softmax(features . true_w)."""
     feats = rng.normal(size=(users, c, len(FEATURES)))
     valid = rng.random((users, c)) > 0.1
@@ -48,7 +55,7 @@ def test_fit_recovers_the_weights_and_beats_log_prob_alone(tmp_path):
     feats, valid, target = _synthetic(rng)
     ranker = fit_ranker(feats, valid, target, l2=1e-4)
     w = ranker.weights / ranker.std  # back to raw feature units
-    np.testing.assert_allclose(w, [1.0, 0.0, 0.0, 0.0, 2.0, 0.5], atol=0.15)
+    np.testing.assert_allclose(w, [1.0, 0.0, 0.0, 0.0, 2.0, 0.5, 0.7, 0.0], atol=0.15)
     test_f, test_v, test_t = _synthetic(np.random.default_rng(2))
     learned = ranked_metrics(ranker.score(test_f, test_v), test_t, 5)
     alone = ranked_metrics(np.where(test_v, test_f[:, :, 0], -np.inf), test_t, 5)

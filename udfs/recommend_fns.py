@@ -46,6 +46,7 @@ class DecodeInputs:
     new_item_beam: BeamSearchConfig | None = None  # search of the new items (serving.new_item_share > 0)
     judge: tuple | None = None   # (SemanticJudge, ItemSide over the decoder's items): serving.judge_weight or .ranker
     ranker: object | None = None  # serve.ranker.Ranker when serving.ranker (its features need `judge`)
+    transitions: tuple | None = None  # (TransitionTable over the decoder's items, TransitionConfig): serving.ranker
 
 
 _DECODERS: dict[tuple, Decoder] = {}
@@ -135,10 +136,11 @@ def ranker_rescored(inputs: DecodeInputs, histories: list[np.ndarray], items: np
     """Candidate scores (U, C) replaced by the ranker's (serve/ranker.py); -1 slots and -inf scores stay -inf."""
     from genrec_model.serve.ranker import candidate_features
 
-    if inputs.ranker is None or inputs.judge is None:
-        raise ValueError("serving.ranker needs the ranker and its judge (DecodeInputs.ranker, .judge)")
+    if inputs.ranker is None or inputs.judge is None or inputs.transitions is None:
+        raise ValueError("serving.ranker needs the ranker, its judge and the transition table "
+                         "(DecodeInputs.ranker, .judge, .transitions)")
     judge, side = inputs.judge
-    feats = candidate_features(judge, side, histories, items, scores)
+    feats = candidate_features(judge, side, histories, items, scores, inputs.transitions)
     return inputs.ranker.score(feats, (items >= 0) & (scores > -np.inf))
 
 

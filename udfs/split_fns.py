@@ -38,14 +38,19 @@ def ranked_events(interactions, as_of: str | None):
                                F.count("*").over(w).alias("n"))
 
 
-def history_item_counts(interactions, splits, as_of: str | None) -> dict:
+def history_item_counts(interactions, splits, as_of: str | None, cold_share: float = 0.0, cold_seed: int = 0) -> dict:
     """{split: pandas Series item_id -> count}: how often each item occurs in the split's histories
     (`histories_df(interactions, split, as_of)`), for every split from ONE aggregation: events grouped by
-    item, position from the end and user length, both capped where no split distinguishes further."""
+    item, position from the end and user length, both capped where no split distinguishes further.
+    cold_share > 0: withheld items' events are not counted (positions still come from the full sequences), so
+    a popularity read by serving is a collaborative signal that never saw a withheld item, as the baselines'."""
     from pyspark.sql import functions as F
 
     cap = max(max(HELD_OUT[s] for s in splits) + 1, max(min_events(s) for s in splits))
-    grouped = ranked_events(interactions, as_of).groupBy(
+    events = ranked_events(interactions, as_of)
+    if cold_share > 0:
+        events = events.where(~cold_item_col(F.col("item_id"), cold_share, cold_seed))
+    grouped = events.groupBy(
         "item_id", F.least("from_end", F.lit(cap)).alias("from_end"), F.least("n", F.lit(cap)).alias("n")).count()
     counts = grouped.toPandas()
     out = {}

@@ -62,7 +62,8 @@ class BaselinesConfig:
     """Reference models evaluated on the same splits by the same `evaluate` code. With
     data.cold_item_share > 0, popularity and SASRec never see an interaction with a withheld item;
     content_knn reads only item text embeddings (the embed stage's `item_embeddings`)."""
-    models: list[Literal["popularity", "sasrec", "content_knn"]] = field(
+    # transition: item-to-item transition counts (recommend.serving.transitions, the table genrec's ranker reads)
+    models: list[Literal["popularity", "sasrec", "content_knn", "transition"]] = field(
         default_factory=lambda: ["popularity", "sasrec"])
     sasrec: SASRecConfig = field(default_factory=SASRecConfig)
     sasrec_train: SASRecTrainConfig = field(default_factory=SASRecTrainConfig)

@@ -21,6 +21,16 @@ def min_events(split: str) -> int:
     return HELD_OUT[split] + 1 if HELD_OUT[split] else 0
 
 
+def split_history(seq: np.ndarray, split: str) -> np.ndarray:
+    """The events of one user sequence that a split's histories hold (all of them before its held-out ones;
+    none for a user too short to have the split's target): the numpy twin of the rule in
+    udfs/split_fns.histories_df and history_item_counts."""
+    seq = np.asarray(seq)
+    if len(seq) < min_events(split):
+        return seq[:0]
+    return seq[: len(seq) - HELD_OUT[split]]
+
+
 def cold_item_mask(item_ids, share: float, seed: int) -> np.ndarray:
     """(N,) bool: which items are withheld as new (`data.cold_item_share`). An item's draw depends only on
     (seed, item_id) — never on the catalog or its order — so every stage and run agrees. The twin Spark

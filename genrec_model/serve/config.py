@@ -6,6 +6,25 @@ from typing import Literal
 
 
 @dataclass(frozen=True)
+class TransitionConfig:
+    """Item-to-item transition counts (serve/transitions.py): a successor `distance` positions after an item
+    (1..window) adds decay ** (distance - 1); each item keeps its top_n successors; a history is read through
+    its n_recent newest items, weighted recent_decay ** j (j = 0 newest). Defaults picked on Beauty's
+    validation split, the `transition` baseline alone (README)."""
+    window: int = 5
+    decay: float = 0.7
+    top_n: int = 100
+    n_recent: int = 5
+    recent_decay: float = 0.6
+
+    def __post_init__(self) -> None:
+        if self.window < 1 or self.top_n < 1 or self.n_recent < 1:
+            raise ValueError(f"transitions: window, top_n and n_recent must be >= 1, got {self}")
+        if not (0.0 < self.decay <= 1.0 and 0.0 < self.recent_decay <= 1.0):
+            raise ValueError(f"transitions: decay and recent_decay must be in (0, 1], got {self}")
+
+
+@dataclass(frozen=True)
 class ServingConfig:
     top_k: int = 10
     filter_seen: bool = True
@@ -28,6 +47,8 @@ class ServingConfig:
     # the decoded candidates re-ranked by the learned ranker (`genrec run ranker`, serve/ranker.py): weights over
     # the log-prob, the judge's score and its aspects, fit on validation users; replaces judge_weight's sum
     ranker: bool = False
+    # the item-to-item transition counts the ranker's transition features read (and the `transition` baseline)
+    transitions: TransitionConfig = field(default_factory=TransitionConfig)
 
     @property
     def uses_new_items(self) -> bool:

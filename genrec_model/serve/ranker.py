@@ -2,9 +2,11 @@
 rankers do): score = w . standardized features of each (user, candidate), the weights fit by listwise softmax
 cross-entropy on held-out next items that are among the candidates.
 
-Features (`FEATURES`): the generator's log-probability, the semantic judge's user-conditional score, and the
-judge's standardized evidence per aspect (profile, context, closest, popularity; align/judge.py). `log_prob +
-alpha * judge` (`serving.judge_weight`) is one point of this family; the fit picks the whole direction. The
+Features (`FEATURES`): the generator's log-probability, the semantic judge's user-conditional score, the
+judge's standardized evidence per aspect (profile, context, closest, popularity; align/judge.py), and the
+collaborative evidence of item-to-item transitions (how strongly the candidate follows the user's recent items,
+serve/transitions.py). `log_prob + alpha * judge` (`serving.judge_weight`) is one point of this family; the fit
+picks the whole direction. The
 fit (`genrec run ranker`, jobs/ranker.py) uses validation users only and never an item withheld as new, so
 test lists and the cold segment stay untouched. Numpy only: decode workers load no torch.
 """
@@ -17,17 +19,24 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from genrec_model.align.judge import ASPECTS, ItemSide, SemanticJudge, aspect_evidence, pad_histories, user_features
+from genrec_model.serve.config import TransitionConfig
+from genrec_model.serve.transitions import FEATURES as TRANSITION_FEATURES
+from genrec_model.serve.transitions import TransitionTable, transition_features
 
-FEATURES = ("log_prob", "judge", "profile", "context", "closest", "popularity")
-_ASPECT_COLUMNS = [ASPECTS.index(a) for a in FEATURES[2:]]
+JUDGE_FEATURES = ("log_prob", "judge", "profile", "context", "closest", "popularity")
+FEATURES = JUDGE_FEATURES + TRANSITION_FEATURES
+_ASPECT_COLUMNS = [ASPECTS.index(a) for a in JUDGE_FEATURES[2:]]
 RANKER_FILE = "ranker.json"
 
 
 def candidate_features(judge: SemanticJudge, items: ItemSide, histories: list[np.ndarray], cands: np.ndarray,
-                       log_prob: np.ndarray, chunk: int = 512) -> np.ndarray:
+                       log_prob: np.ndarray, transitions: tuple[TransitionTable, TransitionConfig],
+                       chunk: int = 512) -> np.ndarray:
     """(U, C, len(FEATURES)) float64 features of candidate item indices (U, C) (-1 = none: zeros) with their
-    generator log-probs (U, C), for item-index histories (oldest first, non-empty)."""
+    generator log-probs (U, C), for item-index histories (oldest first, non-empty); transitions: the split's
+    transition table over the same item index and its config."""
     cfg = judge.config
+    n_judge = len(JUDGE_FEATURES)
     out = np.zeros(cands.shape + (len(FEATURES),), dtype=np.float64)
     for s in range(0, len(histories), chunk):
         hist, mask = pad_histories(histories[s:s + chunk], cfg.max_history)
@@ -35,7 +44,8 @@ def candidate_features(judge: SemanticJudge, items: ItemSide, histories: list[np
         evid = aspect_evidence(items, hist, mask, c, cfg.recency_decay)
         feats = user_features(items, hist, mask, cfg.recency_decay, cfg.max_history)
         out[s:s + chunk, :, 1] = judge.score_evidence(evid, feats)
-        out[s:s + chunk, :, 2:] = ((evid - judge.mean) / judge.std)[:, :, _ASPECT_COLUMNS]
+        out[s:s + chunk, :, 2:n_judge] = ((evid - judge.mean) / judge.std)[:, :, _ASPECT_COLUMNS]
+    out[:, :, n_judge:] = transition_features(transitions[0], histories, cands, transitions[1])
     out[:, :, 0] = np.where(np.isfinite(log_prob), log_prob, 0.0)
     out[cands < 0] = 0.0
     return out
