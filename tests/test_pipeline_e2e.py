@@ -206,15 +206,19 @@ def test_ranker_stage_fits_on_validation_and_recommend_serves_it(pipeline, spark
     model = read_model(cfg.artifact_path("models")).version
     assert ranker.manifest["model_version"] == model and ranker.features == FEATURES
     assert 0 < fit.counts["users"] <= 400 and 0 < fit.counts["users_target_in_candidates"] <= fit.counts["users"]
-    for name in ("log_prob", "judge_rerank", "ranker"):
+    for name in ("log_prob", "judge_rerank", "transition", "ranker_judge_features", "ranker"):
         assert 0.0 <= ranker.metrics[f"holdout.{name}.recall@10"] <= 1.0
+    assert fit.counts["transition_pairs"] > 0 and ranker.manifest["transitions"]["window"] == 5
     rec = _run(load_config(REPO / "conf" / "local.yaml", [*over, "recommend.model_name=genrec-ranked",
                                                            "recommend.splits=[valid]"]), spark, "recommend")
-    assert rec.counts["ranker_users"] == fit.counts["users"]
+    assert rec.counts["ranker_users"] == fit.counts["users"] and rec.counts["valid.transition_pairs"] > 0
     lists = _table(cfg, "recommendations")
     ranked = lists[(lists["model"] == "genrec-ranked") & (lists["split"] == "valid")]
     plain = lists[(lists["model"] == "genrec") & (lists["split"] == "valid")]
     assert len(ranked) == len(plain) > 0
+    with pytest.raises(RuntimeError, match="transition features counted with"):
+        _run(load_config(REPO / "conf" / "local.yaml", [*over, "recommend.serving.transitions.window=2",
+                                                         "recommend.model_name=genrec-ranked"]), spark, "recommend")
     ranker.manifest["model_version"] = "m-another"
     ranker.save(os.path.join(root, "r-other"))
     with pytest.raises(RuntimeError, match="was fit for model m-another"):
