@@ -73,10 +73,12 @@ def run(ctx: JobContext) -> None:
                 judged = (judge, judge_items.with_popularity(popularity))
             transitions = None
             if ranker is not None:  # the ranker's collaborative features: this split's histories
+                t2 = time.perf_counter()
                 table = transition_table(interactions, split, as_of, item_ids, cfg.serving.transitions,
                                          data.cold_item_share, data.cold_seed)
                 transitions = (table, cfg.serving.transitions)
                 ctx.counts[f"{split}.transition_pairs"] = table.nnz
+                ctx.counts["transition_seconds"] = ctx.counts.get("transition_seconds", 0.0) + time.perf_counter() - t2
             inputs = DecodeInputs(popularity, beam, cfg.serving, categories, new_beam, judged, ranker, transitions)
             split_dir = model.onnx_dir_for(split)  # `serve`: the refit on every event, when trained with one
             fn = make_recommend_fn(f"{version}:{os.path.basename(split_dir)}:{ctx.run_id}", split_dir, item_ids, codes,
