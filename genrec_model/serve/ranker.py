@@ -6,9 +6,8 @@ Features (`FEATURES`): the generator's log-probability, the semantic judge's use
 judge's standardized evidence per aspect (profile, context, closest, popularity; align/judge.py), and the
 collaborative evidence of item-to-item transitions (how strongly the candidate follows the user's recent items,
 serve/transitions.py). `log_prob + alpha * judge` (`serving.judge_weight`) is one point of this family; the fit
-picks the whole direction. The
-fit (`genrec run ranker`, jobs/ranker.py) uses validation users only and never an item withheld as new, so
-test lists and the cold segment stay untouched. Numpy only: decode workers load no torch.
+picks the whole direction. The fit (`genrec run ranker`, jobs/ranker.py) uses validation users only and never an
+item withheld as new, so test lists and the cold segment stay untouched. Numpy only: decode workers load no torch.
 """
 from __future__ import annotations
 
