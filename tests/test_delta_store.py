@@ -447,3 +447,14 @@ def test_run_date_migration_refuses_to_lose_rows(spark, tmp_path, backend):
     assert migrate_table(store, METRICS) == {}
     got = DeltaTable(store.path(METRICS)).to_pandas()
     assert sorted(got["k"]) == [1, 5, 10] and set(got["run_date"]) == {dt.date(2024, 3, 1)}
+
+
+def test_rerun_of_an_empty_partition_commits(spark, store):
+    """A day with nothing to write, written again (a backfill or a re-run of a night without rejects): each write is
+    a commit of its own with 0 rows, never a skipped one the job cannot find."""
+    store.write(_rows(spark, "2024-01-02", 5), RECS, replace_partitions=[{"run_date": "2024-01-02"}])
+    first = store.write(_rows(spark, "2024-01-01", 0), RECS, replace_partitions=[{"run_date": "2024-01-01"}])
+    again = store.write(_rows(spark, "2024-01-01", 0), RECS, replace_partitions=[{"run_date": "2024-01-01"}])
+    assert (first.num_rows, again.num_rows) == (0, 0) and again.version == first.version + 1
+    df, _ = store.read(RECS)
+    assert df.count() == 5

@@ -65,6 +65,9 @@ class NativeDeltaStore(DeltaStore):
                            [(f.name, f.dataType.simpleString()) for f in spark_schema(spec)])
 
     def _write(self, df, spec, replace_partitions, meta) -> WriteResult:
+        # The connector skips the commit of a write that adds and removes no file (an empty day written again);
+        # every write here must be its own tagged commit, so the job can report it (0 rows) and find it.
+        self.spark.conf.set("spark.databricks.delta.skipRecordingEmptyCommits", "false")
         txn = uuid.uuid4().hex
         user_metadata = self._metadata_json({**meta, "genrec.txn": txn})
         for attempt in range(self.commit_retries + 1):
