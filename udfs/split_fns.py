@@ -16,11 +16,31 @@ def histories_df(interactions, split: str, as_of: str | None):
     ranked = ranked_events(interactions, as_of)
     if min_events(split):
         ranked = ranked.where(F.col("n") >= min_events(split))
-    kept = ranked.where(F.col("from_end") > HELD_OUT[split])
+    kept = ranked.where(in_split_history(split))
     users = ranked.select("user_id").distinct()
     hist = kept.groupBy("user_id").agg(F.sort_array(F.collect_list(F.struct("seq_pos", "item_id"))).alias("ev"))
     return users.join(hist, on="user_id", how="left").select(
         "user_id", F.coalesce(F.col("ev.item_id"), F.array().cast("array<string>")).alias("history"))
+
+
+def in_split_history(split: str):
+    """Column predicate over `ranked_events` rows: the event is in the user's `split` history (before the split's
+    held-out events, for a user long enough to have its target). numpy twin: data/splits.split_history."""
+    from pyspark.sql import functions as F
+
+    return (F.col("from_end") > HELD_OUT[split]) & (F.col("n") >= min_events(split))
+
+
+def split_events(interactions, split: str, as_of: str | None, cold_share: float = 0.0, cold_seed: int = 0):
+    """(user_id, item_id, seq_pos) of the events a split's histories hold, minus every event with a withheld item
+    (data.cold_item_share): what a collaborative count of that split may see. Positions come from the full
+    sequence, so the held-out items are the ones `evaluate` scores."""
+    from pyspark.sql import functions as F
+
+    keep = in_split_history(split)
+    if cold_share > 0:
+        keep = keep & ~cold_item_col(F.col("item_id"), cold_share, cold_seed)
+    return ranked_events(interactions, as_of).where(keep).select("user_id", "item_id", "seq_pos")
 
 
 def ranked_events(interactions, as_of: str | None):

@@ -9,22 +9,6 @@ from genrec_model.serve.config import TransitionConfig
 from genrec_model.serve.transitions import TransitionTable, from_pairs
 
 
-def split_events(interactions, split: str, as_of: str | None, cold_share: float = 0.0, cold_seed: int = 0):
-    """(user_id, item_id, seq_pos) of the events a split's histories hold (split_fns.histories_df's rule), minus
-    every event with a withheld item (data.cold_item_share): what a collaborative count of that split may see.
-    Positions come from the full sequence, so the held-out items are the ones `evaluate` scores."""
-    from pyspark.sql import functions as F
-
-    from genrec_model.data.splits import HELD_OUT, min_events
-    from udfs.split_fns import cold_item_col, ranked_events
-
-    ranked = ranked_events(interactions, as_of)
-    keep = (F.col("from_end") > HELD_OUT[split]) & (F.col("n") >= min_events(split))
-    if cold_share > 0:
-        keep = keep & ~cold_item_col(F.col("item_id"), cold_share, cold_seed)
-    return ranked.where(keep).select("user_id", "item_id", "seq_pos")
-
-
 def transition_pairs(events, cfg: TransitionConfig):
     """events (user_id, item_id, seq_pos) -> (src, dst, weight, row_total): each src item's `top_n` heaviest
     successors (ties: lower dst), weight = sum over histories of decay ** (distance - 1) for distances
@@ -49,6 +33,8 @@ def transition_table(interactions, split: str, as_of: str | None, item_ids: np.n
                      cold_share: float = 0.0, cold_seed: int = 0) -> TransitionTable:
     """The split's transition table over `item_ids` (the decoder's item index); pairs naming another item are
     dropped. Collects items x top_n rows."""
+    from udfs.split_fns import split_events
+
     pairs = transition_pairs(split_events(interactions, split, as_of, cold_share, cold_seed), cfg).toPandas()
     index = {str(i): n for n, i in enumerate(item_ids)}
     src = pairs["src"].map(index)
