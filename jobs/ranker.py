@@ -30,7 +30,8 @@ def run(ctx: JobContext) -> None:
     from genrec_model.decode.beam_search import decode
     from genrec_model.model.artifacts import publish_latest, read_export, read_model
     from genrec_model.model.sid_vocab import history_tokens
-    from genrec_model.serve.ranker import candidate_features, fit_ranker, ranked_metrics, target_columns
+    from genrec_model.serve.new_items import pseudo_new_mask
+    from genrec_model.serve.ranker import fit_ranker, ranked_metrics, ranker_candidates, target_columns
     from jobs.recommend import decodable_items, load_judge
     from udfs.recommend_fns import beam_configs, build_decoder, known_histories, popularity_per_item
     from udfs.split_fns import history_item_counts
@@ -58,21 +59,31 @@ def run(ctx: JobContext) -> None:
     recent = [h[-dec.max_history:] for h in histories]
     beam, _ = beam_configs(rc, manifest["model_config"])
     toks = [history_tokens(h, dec.item_tokens) for h in recent]
-    cands, log_prob = decode(dec.step_model, dec.trie, dec.level_starts, toks, beam)
-    data = ctx.cfg.data
+    cands, log_prob, level0 = decode(dec.step_model, dec.trie, dec.level_starts, toks, beam, first_level=True)
+    data, serving = ctx.cfg.data, rc.serving
     popularity = popularity_per_item(history_item_counts(interactions, ["valid"], None, data.cold_item_share,
                                                          data.cold_seed)["valid"], item_ids)
+    pseudo = None
+    if serving.new_item_candidates and fit.pseudo_new_share > 0:  # the new-item features' training signal
+        pseudo = pseudo_new_mask(item_ids, seen & ~withheld, fit.pseudo_new_share, fit.seed)
+        unseen = (cands >= 0) & ~seen[np.maximum(cands, 0)]  # never a target here: they would only teach "new loses"
+        cands, log_prob = np.where(unseen, -1, cands), np.where(unseen, -np.inf, log_prob)
+        popularity = np.where(pseudo, 0.0, popularity)
+        ctx.counts.update({"pseudo_new_items": int(pseudo.sum()), "pseudo_new_targets": int(pseudo[target].sum())})
     judge, side = load_judge(ctx, item_ids, codes)
-    tcfg = rc.serving.transitions
+    tcfg = serving.transitions
     table = transition_table(interactions, "valid", None, item_ids, tcfg, data.cold_item_share, data.cold_seed)
     ctx.counts["transition_pairs"] = table.nnz
-    feats = candidate_features(judge, side.with_popularity(popularity), recent, cands, log_prob, (table, tcfg))
+    cands, log_prob, feats = ranker_candidates(judge, side.with_popularity(popularity), recent, cands, log_prob,
+                                               level0, (table, tcfg), pseudo, serving.new_item_candidates,
+                                               serving.new_item_knn)
     valid = (cands >= 0) & (log_prob > -np.inf)
-    if rc.serving.filter_seen:
+    if serving.filter_seen:
         valid &= ~np.stack([np.isin(c, h) for c, h in zip(cands, histories)])
     cols = target_columns(cands, valid, target)
     half = np.arange(len(target)) % 2 == 0
-    report = _holdout_report(feats, valid, cols, half, fit)
+    new_target = pseudo[target] if pseudo is not None else np.zeros(len(target), dtype=bool)
+    report = _holdout_report(feats, valid, cols, half, fit, new_target)
     ranker = fit_ranker(feats, valid, cols, fit.l2)
     ranker.metrics = {**report, **{f"in_sample.{k}": v for k, v in
                                    ranked_metrics(ranker.score(feats, valid), cols, fit.k).items()}}
@@ -83,6 +94,9 @@ def run(ctx: JobContext) -> None:
                        "dataset": ctx.cfg.data.dataset, "run_id": ctx.run_id, "users": int(len(target)),
                        "users_target_in_candidates": int((cols >= 0).sum()), "beam_width": beam.beam_width,
                        "candidates": beam.top_k, "transitions": dataclasses.asdict(tcfg),
+                       "new_item_candidates": serving.new_item_candidates,
+                       "new_item_knn": dataclasses.asdict(serving.new_item_knn),
+                       "pseudo_new_share": fit.pseudo_new_share if pseudo is not None else 0.0,
                        "config_hash": ctx.cfg.config_hash()}
     ranker.save(os.path.join(root, version))
     publish_latest(root, version)
@@ -105,10 +119,12 @@ def _validation_sample(interactions, n: int, seed: int):
     return joined.orderBy(F.xxhash64("user_id", F.lit(seed)), "user_id").limit(n).toPandas()
 
 
-def _holdout_report(feats: np.ndarray, valid: np.ndarray, cols: np.ndarray, half: np.ndarray, fit) -> dict:
+def _holdout_report(feats: np.ndarray, valid: np.ndarray, cols: np.ndarray, half: np.ndarray, fit,
+                    new_target: np.ndarray) -> dict:
     """Recall/NDCG@k on the second half of the users: log-prob alone, log-prob + alpha * judge (alpha chosen on
     the first half by NDCG@k), the transition score alone (log-prob breaks its ties), and rankers fit on the
-    first half: on the judge's features only and on every feature."""
+    first half: on the judge's features only and on every feature; for the full ranker also on the users whose
+    target is a pseudo-new item (new_target (U,)) and the share of its top-k slots holding a new-item candidate."""
     from genrec_model.serve.ranker import FEATURES, JUDGE_FEATURES, fit_ranker, ranked_metrics
 
     lp, jd, tr = FEATURES.index("log_prob"), FEATURES.index("judge"), FEATURES.index("transition")
@@ -129,6 +145,16 @@ def _holdout_report(feats: np.ndarray, valid: np.ndarray, cols: np.ndarray, half
                          ("ranker_judge_features", judge_only.score(feats[b][..., :n_judge], valid[b])),
                          ("ranker", first_half.score(feats[b], valid[b]))):
         out.update({f"holdout.{name}.{m}": v for m, v in ranked_metrics(scores, cols[b], fit.k).items()})
+    nb = new_target[b]
+    if nb.any():
+        scores = first_half.score(feats[b], valid[b])
+        out.update({f"holdout.ranker.pseudo_new.{m}": v for m, v in
+                    ranked_metrics(scores[nb], cols[b][nb], fit.k).items()})
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :fit.k]
+        is_new = feats[b][..., FEATURES.index("is_new")] > 0
+        placed = np.take_along_axis(np.isfinite(scores), top, axis=1)
+        out["holdout.ranker.new_slot_share"] = float(np.take_along_axis(is_new, top, axis=1)[placed].mean())
+        out["holdout.pseudo_new_users"] = float(nb.sum())
     return out
 
 

@@ -167,6 +167,13 @@ def load_ranker(ctx: JobContext, model_version: str, codebook_version: str):
         raise RuntimeError(f"ranker {version} was fit on transition features counted with "
                            f"{ranker.manifest.get('transitions')}, not recommend.serving.transitions={transitions}: "
                            "run `genrec run ranker` (nothing was written)")
+    serving = ctx.cfg.recommend.serving
+    fit_new = (ranker.manifest.get("new_item_candidates"), ranker.manifest.get("new_item_knn"))
+    if fit_new != (serving.new_item_candidates, dataclasses.asdict(serving.new_item_knn)):
+        raise RuntimeError(f"ranker {version} was fit with new_item_candidates={fit_new[0]}, new_item_knn={fit_new[1]}, "
+                           f"not recommend.serving.new_item_candidates={serving.new_item_candidates}, new_item_knn="
+                           f"{dataclasses.asdict(serving.new_item_knn)}: its new-item weights are those candidates' "
+                           "(run `genrec run ranker`; nothing was written)")
     ctx.counts["ranker_users"] = ranker.manifest.get("users", 0)
     log_event(ctx.job, "ranker", version=version, weights=dict(zip(ranker.features, ranker.weights.round(4).tolist())))
     return ranker

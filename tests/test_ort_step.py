@@ -134,3 +134,31 @@ def test_int8_graphs_decode_close_to_fp32(models, tmp_path):
     q = load_step_model(tmp_path / "q")
     diff = parity_max_abs_diff(tm, q, VOCAB)
     assert 0 < diff < 0.5 * np.abs(tm.prefill(*left_pad([np.array([1, 7, 11])]))[0]).max()
+
+
+@pytest.mark.parametrize("normalize", ["children", "level"])
+def test_first_level_log_probs_are_the_searchs_level_zero(models, normalize):
+    """decode(first_level=True): the log-probs of every first-level code, normalized as level 0 of the search
+    (the fused children-only path and the full-logits path agree); each item scores at most its prefix."""
+    tm, _, sm = models
+    rng = np.random.default_rng(5)
+    codes = np.stack(np.unravel_index(rng.choice(48, 20, replace=False), (4, 4, 3)), axis=1)
+    codes = codes[codes[:, 0] != 2]  # a first-level code no item starts with
+    trie = build_trie(codes, VOCAB.level_sizes)
+    starts = tuple(VOCAB.level_range(d)[0] for d in range(3))
+    hist = [np.concatenate([[1], VOCAB.codes_to_tokens(codes[rng.integers(0, len(codes), 2)]).ravel()])
+            for _ in range(5)]
+    cfg = BeamSearchConfig(beam_width=6, top_k=4, normalize=normalize, users_per_call=2)
+    items, scores, level0 = decode(tm, trie, starts, hist, cfg, first_level=True)
+    logits, _ = tm.prefill(*left_pad(hist))
+    x = logits[:, starts[0]:starts[0] + 4].astype(np.float64)
+    present = np.isin(np.arange(4), codes[:, 0])
+    x = np.where(present, x, -np.inf) if normalize == "children" else x
+    want = x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(level0[:, present], want[:, present], atol=1e-5)
+    assert np.isneginf(level0[:, ~present]).all()
+    assert (scores <= level0[np.arange(5)[:, None], codes[np.maximum(items, 0), 0]] + 1e-6).all()
+    if normalize == "children":
+        fused = decode(sm, trie, starts, hist, cfg, first_level=True)
+        assert (fused[0] == items).all()
+        np.testing.assert_allclose(fused[2], level0, atol=1e-4)

@@ -224,6 +224,16 @@ def test_ranker_stage_fits_on_validation_and_recommend_serves_it(pipeline, spark
     with pytest.raises(RuntimeError, match="was fit for model m-another"):
         _run(load_config(REPO / "conf" / "local.yaml", [*over, "recommend.ranker_version=r-other",
                                                          "recommend.model_name=genrec-ranked"]), spark, "recommend")
+    # new-item candidates: the fit draws warm items as pseudo-new; recommend refuses a ranker fit without them
+    news = [*over, "recommend.serving.new_item_candidates=5", "recommend.ranker_fit.pseudo_new_share=0.2"]
+    fit = _run(load_config(REPO / "conf" / "local.yaml", news), spark, "ranker")
+    assert fit.counts["pseudo_new_items"] > 0 and fit.counts["pseudo_new_targets"] > 0
+    ranker = Ranker.load(os.path.join(root, open(os.path.join(root, "LATEST")).read()))
+    assert ranker.manifest["new_item_candidates"] == 5 and ranker.manifest["pseudo_new_share"] == 0.2
+    assert 0.0 < ranker.metrics["holdout.ranker.new_slot_share"] < 1.0
+    with pytest.raises(RuntimeError, match="new_item_candidates=5"):
+        _run(load_config(REPO / "conf" / "local.yaml", [*over, "recommend.model_name=genrec-ranked"]), spark,
+             "recommend")
 
 
 def test_align_stage_writes_an_aligned_version_that_exports(pipeline, spark):

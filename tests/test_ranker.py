@@ -25,8 +25,13 @@ def test_features_are_the_judge_its_aspects_and_the_transitions_and_padding_is_z
     lp = np.array([[-1.0, -2.0, -np.inf], [-0.5, -1.5, -3.0]])
     tcfg = TransitionConfig(window=1)
     table = count_transitions([np.array([3, 4, 5]), np.array([7, 9]), np.array([7, 8])], 30, tcfg)
-    f = candidate_features(judge, items, hist, cands, lp, (table, tcfg), chunk=1)
+    level0 = np.log(np.full((2, 6), 1 / 6))
+    level0[1, 1] = np.log(0.5)
+    f = candidate_features(judge, items, hist, cands, lp, (table, tcfg), level0, chunk=1)
     assert f.shape == (2, 3, len(FEATURES)) and np.isfinite(f).all()
+    pre = FEATURES.index("prefix_log_prob")
+    np.testing.assert_allclose(f[:, :2, pre], [[np.log(1 / 6)] * 2, [np.log(0.5), np.log(0.5)]])  # prefix 8 // 5
+    assert (f[:, :, FEATURES.index("is_new")] == 0).all()
     tr = FEATURES.index("transition")
     np.testing.assert_allclose(f[:, :, tr:tr + 2], transition_features(table, hist, cands, tcfg))
     assert f[0, 0, tr] > 0 and f[1, 1, tr] > 0 and f[1, 2, tr] == 0  # 3 -> 4 and 7 -> 9 were counted
@@ -38,7 +43,10 @@ def test_features_are_the_judge_its_aspects_and_the_transitions_and_padding_is_z
     assert f[1, 0, FEATURES.index("closest")] == pytest.approx(closest, abs=1e-5)
 
 
-def _synthetic(rng, users=3000, c=20, true_w=(1.0, 0.0, 0.0, 0.0, 2.0, 0.5, 0.7, 0.0)):
+TRUE_W = (1.0, 0.0, 0.0, 0.0, 2.0, 0.5, 0.7, 0.0, 0.3, -1.0, 0.0, 0.0)
+
+
+def _synthetic(rng, users=3000, c=20, true_w=TRUE_W):
     """Candidates whose held-out item is drawn from softmax(features . true_w)."""
     feats = rng.normal(size=(users, c, len(FEATURES)))
     valid = rng.random((users, c)) > 0.1
@@ -55,7 +63,7 @@ def test_fit_recovers_the_weights_and_beats_log_prob_alone(tmp_path):
     feats, valid, target = _synthetic(rng)
     ranker = fit_ranker(feats, valid, target, l2=1e-4)
     w = ranker.weights / ranker.std  # back to raw feature units
-    np.testing.assert_allclose(w, [1.0, 0.0, 0.0, 0.0, 2.0, 0.5, 0.7, 0.0], atol=0.15)
+    np.testing.assert_allclose(w, TRUE_W, atol=0.15)
     test_f, test_v, test_t = _synthetic(np.random.default_rng(2))
     learned = ranked_metrics(ranker.score(test_f, test_v), test_t, 5)
     alone = ranked_metrics(np.where(test_v, test_f[:, :, 0], -np.inf), test_t, 5)

@@ -105,43 +105,49 @@ def _recommend(user_histories, dec: Decoder, inputs: DecodeInputs):
     histories = known_histories(user_histories, dec)
     recent = [h[-dec.max_history:] for h in histories]
     decodable = [n for n, h in enumerate(recent) if len(h)]
-    n_cand = inputs.beam.top_k
+    serving = inputs.serving
+    n_cand = inputs.beam.top_k + (serving.new_item_candidates if serving.ranker and dec.is_new is not None else 0)
     items = np.full((len(histories), n_cand), -1, dtype=np.int64)
     scores = np.full((len(histories), n_cand), -np.inf)
     new = None
     if decodable:
         toks = [history_tokens(recent[n], dec.item_tokens) for n in decodable]
-        items[decodable], scores[decodable] = decode(dec.step_model, dec.trie, dec.level_starts, toks, inputs.beam)
-        if inputs.serving.uses_new_items and dec.is_new is not None and inputs.new_item_beam is not None:
+        hist = [recent[n] for n in decodable]
+        level0 = None
+        if serving.ranker:
+            cands, lp, level0 = decode(dec.step_model, dec.trie, dec.level_starts, toks, inputs.beam, first_level=True)
+            cands, ranked = ranker_rescored(inputs, hist, cands, lp, level0, dec.is_new)
+            items[decodable, :cands.shape[1]], scores[decodable, :cands.shape[1]] = cands, ranked
+        else:
+            items[decodable], scores[decodable] = decode(dec.step_model, dec.trie, dec.level_starts, toks, inputs.beam)
+        if serving.uses_new_items and dec.is_new is not None and inputs.new_item_beam is not None:
             n_new = inputs.new_item_beam.top_k
             new = (np.full((len(histories), n_new), -1, dtype=np.int64), np.full((len(histories), n_new), -np.inf),
                    dec.is_new)
             new[0][decodable], new[1][decodable] = new_item_candidates(dec, toks, inputs.new_item_beam)
-        if inputs.serving.judge_weight or inputs.serving.ranker:
-            hist = [recent[n] for n in decodable]
-            scores[decodable] = rescored(inputs, hist, items[decodable], scores[decodable])
+            if level0 is not None:  # on the ranker's scale, as the main candidates (scored as decoded items)
+                new[1][decodable] = ranker_rescored(inputs, hist, new[0][decodable], new[1][decodable], level0, None)[1]
+        if serving.judge_weight:
+            scores[decodable] = judge_rescored(inputs, hist, items[decodable], scores[decodable])
             if new is not None:
-                new[1][decodable] = rescored(inputs, hist, new[0][decodable], new[1][decodable])
-    return recommend(items, scores, histories, inputs.popularity, inputs.serving, inputs.categories, new), histories
+                new[1][decodable] = judge_rescored(inputs, hist, new[0][decodable], new[1][decodable])
+    return recommend(items, scores, histories, inputs.popularity, serving, inputs.categories, new), histories
 
 
-def rescored(inputs: DecodeInputs, histories: list[np.ndarray], items: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """The candidates' scores under the configured re-rank: the learned ranker, or log-prob + judge_weight * judge."""
-    if inputs.serving.ranker:
-        return ranker_rescored(inputs, histories, items, scores)
-    return judge_rescored(inputs, histories, items, scores)
-
-
-def ranker_rescored(inputs: DecodeInputs, histories: list[np.ndarray], items: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Candidate scores (U, C) replaced by the ranker's (serve/ranker.py); -1 slots and -inf scores stay -inf."""
-    from genrec_model.serve.ranker import candidate_features
+def ranker_rescored(inputs: DecodeInputs, histories: list[np.ndarray], items: np.ndarray, scores: np.ndarray,
+                    first_level: np.ndarray, is_new: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates (U, C) -> the ranker's candidates (U, C + serving.new_item_candidates: the new items closest in
+    content join them, serve/new_items.py) and their ranker scores; -1 slots and -inf scores stay -inf."""
+    from genrec_model.serve.ranker import ranker_candidates
 
     if inputs.ranker is None or inputs.judge is None or inputs.transitions is None:
         raise ValueError("serving.ranker needs the ranker, its judge and the transition table "
                          "(DecodeInputs.ranker, .judge, .transitions)")
     judge, side = inputs.judge
-    feats = candidate_features(judge, side, histories, items, scores, inputs.transitions)
-    return inputs.ranker.score(feats, (items >= 0) & (scores > -np.inf))
+    s = inputs.serving
+    items, scores, feats = ranker_candidates(judge, side, histories, items, scores, first_level, inputs.transitions,
+                                             is_new, s.new_item_candidates, s.new_item_knn)
+    return items, inputs.ranker.score(feats, (items >= 0) & (scores > -np.inf))
 
 
 def judge_rescored(inputs: DecodeInputs, histories: list[np.ndarray], items: np.ndarray, scores: np.ndarray) -> np.ndarray:

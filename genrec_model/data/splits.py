@@ -31,7 +31,7 @@ def split_history(seq: np.ndarray, split: str) -> np.ndarray:
     return seq[: len(seq) - HELD_OUT[split]]
 
 
-def cold_item_mask(item_ids, share: float, seed: int) -> np.ndarray:
+def cold_item_mask(item_ids, share: float, seed: int | str) -> np.ndarray:
     """(N,) bool: which items are withheld as new (`data.cold_item_share`). An item's draw depends only on
     (seed, item_id) — never on the catalog or its order — so every stage and run agrees. The twin Spark
     expression is udfs/split_fns.cold_item_col; both take the first 8 hex digits of

@@ -191,15 +191,20 @@ def beam_search_fast(
     position_ids: np.ndarray,
     cfg: BeamSearchConfig = BeamSearchConfig(),
     allowed: tuple[np.ndarray, ...] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+    first_level: bool = False,
+):
     """Trie-constrained beam search with the Numba kernel; same output as the reference + TrieConstraint.
-    allowed (`SidTrie.subtree_allowed`): only those items are returned, scored as in the unrestricted search."""
+    allowed (`SidTrie.subtree_allowed`): only those items are returned, scored as in the unrestricted search.
+    first_level: also return (B, level_sizes[0]) log-probs of every first-level code, normalized as the search
+    normalizes level 0 (-inf for codes no item starts with)."""
     n_users, width, n_levels = input_ids.shape[0], cfg.beam_width, trie.n_levels
     allowed = trie.subtree_allowed(None) if allowed is None else allowed
     if cfg.normalize == "children" and hasattr(model, "step_hidden"):
-        return _beam_search_fused(model, trie, level_starts, input_ids, attention_mask, position_ids, cfg, allowed)
+        return _beam_search_fused(model, trie, level_starts, input_ids, attention_mask, position_ids, cfg, allowed,
+                                  first_level)
     _needs_fused(model, f"normalize={cfg.normalize!r}")
     logits, state = model.prefill(input_ids, attention_mask, position_ids)
+    level0 = _first_level_from_logits(logits, trie, level_starts[0], cfg) if first_level else None
     scores = np.zeros(n_users)  # (B*R,)
     nodes = np.zeros(n_users, dtype=np.int64)
     n_rows = 1
@@ -227,7 +232,21 @@ def beam_search_fast(
                 logits, state = model.step(tokens, state)
         n_rows = width
     items = np.where(nodes >= 0, trie.leaf_item[np.maximum(nodes, 0)], -1).reshape(n_users, width)
-    return _topk_items(items, scores.reshape(n_users, width), cfg.top_k)
+    out = _topk_items(items, scores.reshape(n_users, width), cfg.top_k)
+    return out + (level0,) if first_level else out
+
+
+def _first_level_from_logits(logits: np.ndarray, trie: SidTrie, lo: int, cfg: BeamSearchConfig) -> np.ndarray:
+    """(B, level_sizes[0]) level-0 log-probs from prefill logits (B, V) whose column 0 is token 0."""
+    codes = trie.child_code[0][trie.indptr[0][0]:trie.indptr[0][1]].astype(np.int64)
+    x = logits[:, lo + codes].astype(np.float64)
+    if cfg.normalize == "children":
+        lse = level_logsumexp(x, 0, x.shape[1])
+    else:
+        lse = level_logsumexp(logits, *_norm_range(cfg, lo, trie.level_sizes[0], logits.shape[1]))
+    out = np.full((logits.shape[0], trie.level_sizes[0]), -np.inf)
+    out[:, codes] = x - lse[:, None]
+    return out
 
 
 def _needs_fused(model, what: str) -> None:
@@ -245,7 +264,7 @@ def _dead_follow_first(parent: np.ndarray, code: np.ndarray) -> tuple[np.ndarray
 
 
 def _beam_search_fused(model, trie: SidTrie, level_starts, input_ids, attention_mask, position_ids,
-                       cfg: BeamSearchConfig, allowed: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
+                       cfg: BeamSearchConfig, allowed: tuple[np.ndarray, ...], first_level: bool = False):
     """beam_search_fast for a model that returns hidden states (`prefill_hidden`/`step_hidden` and
     `head_weight`/`head_bias`): each level scores only the live beams' trie children (fused_head.py)."""
     n_users, width, n_levels = input_ids.shape[0], cfg.beam_width, trie.n_levels
@@ -254,6 +273,12 @@ def _beam_search_fused(model, trie: SidTrie, level_starts, input_ids, attention_
     if tables is not None and n_levels != 2:
         raise ValueError(f"item_query='user'/'attend' decoding needs 2-level SIDs (prefix, item), got {n_levels}")
     hidden, state = model.prefill_hidden(input_ids, attention_mask, position_ids)
+    level0 = None
+    if first_level:  # the root's children are level 0's first block of heads[0]: one small product
+        codes = trie.child_code[0][trie.indptr[0][0]:trie.indptr[0][1]].astype(np.int64)
+        x = (hidden @ heads[0][0][:len(codes)].T + heads[0][1][:len(codes)]).astype(np.float64)
+        level0 = np.full((n_users, trie.level_sizes[0]), -np.inf)
+        level0[:, codes] = x - level_logsumexp(x, 0, x.shape[1])[:, None]
     scores = np.zeros(n_users)
     nodes = np.zeros(n_users, dtype=np.int64)
     n_rows = 1
@@ -274,7 +299,8 @@ def _beam_search_fused(model, trie: SidTrie, level_starts, input_ids, attention_
                 hidden, state = model.step_hidden(tokens, state)
         n_rows = width
     items = np.where(nodes >= 0, trie.leaf_item[np.maximum(nodes, 0)], -1).reshape(n_users, width)
-    return _topk_items(items, scores.reshape(n_users, width), cfg.top_k)
+    out = _topk_items(items, scores.reshape(n_users, width), cfg.top_k)
+    return out + (level0,) if first_level else out
 
 
 def left_pad(histories: Sequence[np.ndarray], pad_id: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -300,8 +326,11 @@ def decode(
     pad_id: int = 0,
     constraint: Constraint | None = None,
     allowed_items: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Decode many users, `cfg.users_per_call` per model call: (U, top_k) items, scores.
+    first_level: bool = False,
+):
+    """Decode many users, `cfg.users_per_call` per model call: (U, top_k) items, scores (and, with first_level,
+    (U, level_sizes[0]) log-probs of every first-level code: the generator's distribution over semantic
+    prefixes, which scores an item it never generated, e.g. a new one, by its prefix).
 
     `constraint=None` runs the trie fast path (or, with `cfg.constrained=False`, the reference search
     with `NoConstraint()`: the unconstrained ablation); any other constraint runs the reference search.
@@ -313,15 +342,21 @@ def decode(
         constraint = NoConstraint()
     if allowed_items is not None and constraint is not None:
         raise ValueError("allowed_items needs the trie fast path (no custom constraint, constrained=True)")
+    if first_level and constraint is not None:
+        raise ValueError("first_level needs the trie fast path (no custom constraint, constrained=True)")
     allowed = trie.subtree_allowed(allowed_items)
     order = np.argsort([len(h) for h in histories], kind="stable")
     items = np.full((len(histories), cfg.top_k), -1, dtype=np.int64)
     scores = np.full((len(histories), cfg.top_k), -np.inf)
+    level0 = np.full((len(histories), trie.level_sizes[0]), -np.inf) if first_level else None
     for s in range(0, len(histories), cfg.users_per_call):
         idx = order[s : s + cfg.users_per_call]
         batch = left_pad([histories[i] for i in idx], pad_id)
         if constraint is None:
-            items[idx], scores[idx] = beam_search_fast(model, trie, level_starts, *batch, cfg, allowed)
+            out = beam_search_fast(model, trie, level_starts, *batch, cfg, allowed, first_level)
+            items[idx], scores[idx] = out[:2]
+            if first_level:
+                level0[idx] = out[2]
         else:
             items[idx], scores[idx] = beam_search_reference(model, constraint, trie, level_starts, *batch, cfg)
-    return items, scores
+    return (items, scores, level0) if first_level else (items, scores)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from genrec_model.baselines.config import ContentKNNConfig
 
 @dataclass(frozen=True)
 class TransitionConfig:
@@ -49,6 +50,11 @@ class ServingConfig:
     ranker: bool = False
     # the item-to-item transition counts the ranker's transition features read (and the `transition` baseline)
     transitions: TransitionConfig = field(default_factory=TransitionConfig)
+    # with serving.ranker: per user, this many items the model never saw in training, the closest in content to
+    # the user's recent items (new_item_knn), join the candidates, scored by the ranker's new-item features
+    # (serve/new_items.py; the ranker's fit draws warm items as pseudo-new to learn them); 0 = none
+    new_item_candidates: int = 0
+    new_item_knn: ContentKNNConfig = field(default_factory=ContentKNNConfig)
 
     @property
     def uses_new_items(self) -> bool:
@@ -59,6 +65,12 @@ class ServingConfig:
         if (self.top_k < 1 or not 0.0 <= self.fusion_weight <= 1.0 or not 0.0 < self.category_penalty <= 1.0
                 or not 0.0 <= self.new_item_share <= 1.0 or self.judge_weight < 0):
             raise ValueError(f"invalid serving config {self}")
+        if self.new_item_candidates < 0 or (self.new_item_candidates and not self.ranker):
+            raise ValueError("serving.new_item_candidates needs serving.ranker (its new-item features score them), "
+                             f"got {self.new_item_candidates} with ranker={self.ranker}")
+        if self.new_item_candidates and self.uses_new_items:
+            raise ValueError("serving.new_item_candidates replaces the new-item search of new_item_share / "
+                             "new_item_boost under the ranker: set one")
         if self.ranker and self.judge_weight:
             raise ValueError("serving.ranker and serving.judge_weight are two re-rankings of the same candidates: "
                              "set one (the ranker already weighs the judge's score)")
@@ -76,8 +88,13 @@ class RankerFitConfig:
     # the judge re-rank (log-prob + alpha * judge) the ranker is compared with, alpha chosen on the fit half
     compare_alphas: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0, 3.0)
     k: int = 10                       # cut-off of the reported Recall/NDCG
+    # with serving.new_item_candidates: the share of warm items the fit treats as new (serve/new_items.py); it is
+    # also the share of next items the ranker learns to expect on new items
+    pseudo_new_share: float = 0.05
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.pseudo_new_share < 1.0:
+            raise ValueError(f"recommend.ranker_fit.pseudo_new_share must be in [0, 1), got {self.pseudo_new_share}")
         if self.users < 2 or self.l2 < 0:
             raise ValueError(f"invalid recommend.ranker_fit {self}")
 

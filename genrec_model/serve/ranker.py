@@ -5,9 +5,12 @@ cross-entropy on held-out next items that are among the candidates.
 Features (`FEATURES`): the generator's log-probability, the semantic judge's user-conditional score, the
 judge's standardized evidence per aspect (profile, context, closest, popularity; align/judge.py), and the
 collaborative evidence of item-to-item transitions (how strongly the candidate follows the user's recent items,
-serve/transitions.py). `log_prob + alpha * judge` (`serving.judge_weight`) is one point of this family; the fit
-picks the whole direction. The fit (`genrec run ranker`, jobs/ranker.py) uses validation users only and never an
-item withheld as new, so test lists and the cold segment stay untouched. Numpy only: decode workers load no torch.
+serve/transitions.py), the generator's log-probability of the candidate's semantic prefix, and, for items the
+generator never saw in training (content candidates, serve/new_items.py), an indicator and their own slopes on
+the judge and the prefix. `log_prob + alpha * judge` (`serving.judge_weight`) is one point of this family; the
+fit picks the whole direction. The fit (`genrec run ranker`, jobs/ranker.py) uses validation users only and never an
+item withheld as new (the new-item weights are learned on warm items drawn as pseudo-new), so test lists and the
+cold segment stay untouched. Numpy only: decode workers load no torch.
 """
 from __future__ import annotations
 
@@ -18,24 +21,33 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from genrec_model.align.judge import ASPECTS, ItemSide, SemanticJudge, aspect_evidence, pad_histories, user_features
+from genrec_model.baselines.config import ContentKNNConfig
 from genrec_model.serve.config import TransitionConfig
+from genrec_model.serve.new_items import content_candidates, with_new_candidates
 from genrec_model.serve.transitions import FEATURES as TRANSITION_FEATURES
 from genrec_model.serve.transitions import TransitionTable, transition_features
 
 JUDGE_FEATURES = ("log_prob", "judge", "profile", "context", "closest", "popularity")
-FEATURES = JUDGE_FEATURES + TRANSITION_FEATURES
+# new items (serve/new_items.py): the generator's log-prob of the candidate's semantic prefix (every candidate),
+# a new-item indicator and the new items' own slopes on the judge and the prefix (content is all they have)
+NEW_ITEM_FEATURES = ("prefix_log_prob", "is_new", "new_judge", "new_prefix_log_prob")
+FEATURES = JUDGE_FEATURES + TRANSITION_FEATURES + NEW_ITEM_FEATURES
 _ASPECT_COLUMNS = [ASPECTS.index(a) for a in JUDGE_FEATURES[2:]]
+_COL = {f: n for n, f in enumerate(FEATURES)}
 RANKER_FILE = "ranker.json"
 
 
 def candidate_features(judge: SemanticJudge, items: ItemSide, histories: list[np.ndarray], cands: np.ndarray,
                        log_prob: np.ndarray, transitions: tuple[TransitionTable, TransitionConfig],
-                       chunk: int = 512) -> np.ndarray:
+                       first_level: np.ndarray, new: np.ndarray | None = None, chunk: int = 512) -> np.ndarray:
     """(U, C, len(FEATURES)) float64 features of candidate item indices (U, C) (-1 = none: zeros) with their
     generator log-probs (U, C), for item-index histories (oldest first, non-empty); transitions: the split's
-    transition table over the same item index and its config."""
+    transition table over the same item index and its config; first_level (U, level-0 size): the generator's
+    log-probs of the first SID level (`decode(first_level=True)`), read at each candidate's prefix
+    (`items.prefix`); new (U, C) bool: candidates scored as new items (no log-prob, no transitions)."""
     cfg = judge.config
     n_judge = len(JUDGE_FEATURES)
+    new = np.zeros(cands.shape, dtype=bool) if new is None else np.asarray(new, dtype=bool)
     out = np.zeros(cands.shape + (len(FEATURES),), dtype=np.float64)
     for s in range(0, len(histories), chunk):
         hist, mask = pad_histories(histories[s:s + chunk], cfg.max_history)
@@ -44,10 +56,32 @@ def candidate_features(judge: SemanticJudge, items: ItemSide, histories: list[np
         feats = user_features(items, hist, mask, cfg.recency_decay, cfg.max_history)
         out[s:s + chunk, :, 1] = judge.score_evidence(evid, feats)
         out[s:s + chunk, :, 2:n_judge] = ((evid - judge.mean) / judge.std)[:, :, _ASPECT_COLUMNS]
-    out[:, :, n_judge:] = transition_features(transitions[0], histories, cands, transitions[1])
+    t0 = _COL[TRANSITION_FEATURES[0]]
+    out[:, :, t0:t0 + len(TRANSITION_FEATURES)] = transition_features(transitions[0], histories, cands, transitions[1])
     out[:, :, 0] = np.where(np.isfinite(log_prob), log_prob, 0.0)
+    prefix = np.take_along_axis(first_level, items.prefix[np.maximum(cands, 0)], axis=1)
+    out[:, :, _COL["prefix_log_prob"]] = np.where(np.isfinite(prefix), prefix, 0.0)  # -inf only on padding
+    out[new, 0] = 0.0
+    out[new, t0:t0 + len(TRANSITION_FEATURES)] = 0.0
+    out[:, :, _COL["is_new"]] = new
+    out[:, :, _COL["new_judge"]] = np.where(new, out[:, :, 1], 0.0)
+    out[:, :, _COL["new_prefix_log_prob"]] = np.where(new, out[:, :, _COL["prefix_log_prob"]], 0.0)
     out[cands < 0] = 0.0
     return out
+
+
+def ranker_candidates(judge: SemanticJudge, items: ItemSide, histories: list[np.ndarray], cands: np.ndarray,
+                      log_prob: np.ndarray, first_level: np.ndarray, transitions: tuple[TransitionTable, TransitionConfig],
+                      new_pool: np.ndarray | None = None, new_candidates: int = 0,
+                      knn: ContentKNNConfig = ContentKNNConfig()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the ranker scores, the same in its fit and in serving: the decoded candidates (U, C) and, when
+    new_candidates > 0 and new_pool (N,) bool holds items, the new_candidates content candidates of the pool
+    (pool items leave the beams; serve/new_items.py). Returns (candidates, log-probs, features (U, C', F))."""
+    new = None
+    if new_candidates and new_pool is not None and np.any(new_pool):
+        extra = content_candidates(items.unit, histories, new_pool, new_candidates, knn)
+        cands, log_prob, new = with_new_candidates(cands, log_prob, new_pool, extra)
+    return cands, log_prob, candidate_features(judge, items, histories, cands, log_prob, transitions, first_level, new)
 
 
 @dataclass
